@@ -1,0 +1,43 @@
+"""Exceptions raised by torrelque.
+
+All derive from one base, so ``except TorrelqueError`` catches them all::
+
+    TorrelqueError
+     +-- TorrelqueTimeoutError
+     +-- TorrelqueLookupError
+     +-- TorrelqueValueError        (also a ValueError)
+     +-- TorrelqueSerialiserError
+"""
+
+from __future__ import annotations
+
+
+class TorrelqueError(Exception):
+    """Base of every error torrelque raises."""
+
+
+class TorrelqueTimeoutError(TorrelqueError):
+    """Nothing came in time: :meth:`~torrelque.Torrelque.dequeue` found no
+    task, or :meth:`~torrelque.Torrelque.watch` saw no final state, within
+    the given timeout."""
+
+
+class TorrelqueLookupError(TorrelqueError):
+    """The task is unknown: never enqueued, released without a result, or
+    its result has expired."""
+
+
+class TorrelqueValueError(TorrelqueError, ValueError):
+    """An argument is of the wrong type or out of range. Raised before
+    anything is written to Redis."""
+
+
+class TorrelqueSerialiserError(TorrelqueError):
+    """The serialiser failed: a task or result could not be encoded (raised
+    before anything is written), or data stored in Redis could not be
+    decoded. The serialiser's own exception is the ``__cause__``."""
+
+    def __init__(self, message: str, task_id: str | None = None) -> None:
+        super().__init__(message)
+        #: Id of the task whose data could not be decoded, if any.
+        self.task_id = task_id

@@ -1,0 +1,564 @@
+"""Events: the shared pub/sub connection, task watches and queue watches.
+
+Every transition script publishes a JSON message on the task's channel
+(named like its state key, ``{queue}:task:<id>``) and on the queue's
+``{queue}:events`` channel; see ``lua/_lib.lua`` for the format. Nothing
+here needs server configuration: no keyspace notifications, no ``CONFIG``.
+
+All listeners of one :class:`~torrelque.Torrelque` share one pub/sub
+connection (a :class:`PubSubHub`), which subscribes a channel while anyone
+listens to it and unsubscribes it when the last listener leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import orjson
+import redis.asyncio
+import redis.exceptions
+
+from ._errors import (
+    TorrelqueError,
+    TorrelqueLookupError,
+    TorrelqueSerialiserError,
+    TorrelqueTimeoutError,
+)
+from ._types import TorrelqueEvent, TorrelqueTaskState, TorrelqueTaskStatus
+
+logger = logging.getLogger('torrelque')
+
+# The most channels per SUBSCRIBE and ids per snapshot script call.
+_BATCH = 500
+_RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+# Seconds of quiet before the connection is checked with a PING, and for the answer.
+_PING_INTERVAL = 30.0
+_PONG_TIMEOUT = 10.0
+
+
+class Listener(Protocol):
+    def on_message(self, data: bytes) -> None:
+        """A message arrived on the channel."""
+
+    def on_resubscribed(self) -> None:
+        """The connection was lost and subscribed again: messages may have
+        been missed in between."""
+
+    def on_closed(self) -> None:
+        """The hub was closed."""
+
+
+SnapshotFn = Callable[[Sequence[str]], Awaitable[list[int]]]
+
+
+def _connection(client: redis.asyncio.Redis) -> redis.asyncio.Connection:
+    """A connection to the client's server, made the client's way, but one
+    that never decodes (messages carry results as the serialiser's raw
+    bytes), speaks RESP2 and never times a read out (it waits for events)."""
+    pool = client.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    kwargs.update(decode_responses=False, socket_timeout=None, health_check_interval=0, protocol=2)
+    connection: redis.asyncio.Connection = pool.connection_class(**kwargs)
+    return connection
+
+
+class PubSubHub:
+    """One pub/sub connection shared by all listeners of a queue.
+
+    A reader task connects, subscribes every channel that has listeners and
+    reads; after a lost connection it does the same again, and listeners
+    learn that they may have missed messages. A writer task sends the
+    subscription changes that listeners ask for meanwhile, in order.
+    """
+
+    def __init__(self, client: redis.asyncio.Redis, snapshot: SnapshotFn) -> None:
+        self._connection = _connection(client)
+        self._snapshot_fn = snapshot
+        # Weak, so that a watch nobody holds any more is finalised, and leaves.
+        self._listeners: dict[bytes, weakref.WeakSet[Listener]] = {}
+        # Futures of sent SUBSCRIBEs, in order, per channel: the server
+        # confirms each with one "subscribe" message.
+        self._acks: dict[bytes, deque[asyncio.Future[None]]] = {}
+        # Subscription changes not sent yet, in the order they were asked for.
+        self._ops: deque[tuple[bool, bytes]] = deque()
+        self._ops_ready = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._pong: asyncio.Future[None] | None = None
+        self._snapshots: list[tuple[str, asyncio.Future[bool]]] = []
+        self._snapshot_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+
+    # -- subscriptions -----------------------------------------------------
+
+    async def join(self, channel: bytes, listener: Listener) -> None:
+        """Adds a listener to a channel and returns once the server has
+        confirmed the subscription: every message published from then on
+        reaches the listener. A caller that fails or is cancelled here
+        must still :meth:`leave`."""
+        if self._closed:
+            raise TorrelqueError('the queue is closed')
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(self._read()), loop.create_task(self._write())]
+        listeners = self._listeners.setdefault(channel, weakref.WeakSet())
+        confirmed: asyncio.Future[None] | None
+        if listeners:
+            pending = self._acks.get(channel)
+            confirmed = pending[-1] if pending else None
+        else:
+            confirmed = asyncio.get_running_loop().create_future()
+            self._acks.setdefault(channel, deque()).append(confirmed)
+            self._request(True, channel)
+        listeners.add(listener)
+        if confirmed is not None:
+            await asyncio.shield(confirmed)
+
+    def leave(self, channel: bytes, listener: Listener) -> None:
+        """Removes a listener; the last one to leave unsubscribes. Safe to
+        call from anywhere, a finaliser included, and more than once."""
+        listeners = self._listeners.get(channel)
+        if listeners is None or listener not in listeners:
+            return
+        listeners.discard(listener)
+        if not listeners:
+            del self._listeners[channel]
+            if not self._closed:
+                self._request(False, channel)
+
+    def _request(self, subscribe: bool, channel: bytes) -> None:
+        self._ops.append((subscribe, channel))
+        self._ops_ready.set()
+
+    async def _write(self) -> None:
+        """Sends subscription changes in order, runs of the same kind as one
+        command, and a PING when idle, to find a connection that died
+        silently."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                async with asyncio.timeout(_PING_INTERVAL):
+                    await self._ops_ready.wait()
+            except TimeoutError:
+                await self._ping(loop)
+                continue
+            self._ops_ready.clear()
+            await self._connected.wait()
+            while self._ops:
+                subscribe = self._ops[0][0]
+                channels: list[bytes] = []
+                while self._ops and self._ops[0][0] == subscribe and len(channels) < _BATCH:
+                    channels.append(self._ops.popleft()[1])
+                try:
+                    await self._connection.send_command('SUBSCRIBE' if subscribe else 'UNSUBSCRIBE', *channels)
+                except (redis.exceptions.RedisError, OSError):
+                    # The reader reconnects and subscribes what is wanted then.
+                    await self._drop_connection()
+                    break
+
+    async def _ping(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._connected.is_set():
+            return
+        self._pong = loop.create_future()
+        try:
+            await self._connection.send_command('PING')
+            async with asyncio.timeout(_PONG_TIMEOUT):
+                await self._pong
+        except (redis.exceptions.RedisError, OSError, TimeoutError):
+            logger.warning('Event connection does not answer; reconnecting')
+            await self._drop_connection()
+        finally:
+            self._pong = None
+
+    async def _drop_connection(self) -> None:
+        self._connected.clear()
+        await self._connection.disconnect(nowait=True)
+
+    # -- reading -----------------------------------------------------------
+
+    async def _read(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._connection.connect()
+                await self._subscribe_all()
+                self._connected.set()
+                if failures:
+                    logger.info('Event connection restored')
+                failures = 0
+                while True:
+                    self._dispatch(await self._connection.read_response())
+            except (redis.exceptions.RedisError, OSError) as exc:
+                await self._drop_connection()
+                delay = _RECONNECT_DELAYS[min(failures, len(_RECONNECT_DELAYS) - 1)]
+                failures += 1
+                logger.warning('Event connection lost (%s); reconnecting in %.2f s', exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _subscribe_all(self) -> None:
+        """Subscribes every channel that has listeners, on a new connection.
+        Changes asked for before are void: this is what they wanted."""
+        self._ops.clear()
+        for channel, pending in self._acks.items():
+            # Only one confirmation will come for all who wait on the channel.
+            if len(pending) > 1:
+                first = pending[0]
+                for later in list(pending)[1:]:
+                    first.add_done_callback(lambda done, later=later: _copy_outcome(done, later))
+                self._acks[channel] = deque([first])
+        for channel in [channel for channel in self._acks if channel not in self._listeners]:
+            for future in self._acks.pop(channel):
+                if not future.done():
+                    future.set_result(None)
+        channels = list(self._listeners)
+        for start in range(0, len(channels), _BATCH):
+            await self._connection.send_command('SUBSCRIBE', *channels[start : start + _BATCH])
+
+    def _dispatch(self, response: Any) -> None:
+        kind, channel = response[0], response[1]
+        if kind == b'message':
+            for listener in tuple(self._listeners.get(channel, ())):
+                listener.on_message(response[2])
+        elif kind == b'subscribe':
+            pending = self._acks.get(channel)
+            if pending:
+                future = pending.popleft()
+                if not future.done():
+                    future.set_result(None)
+                if not pending:
+                    del self._acks[channel]
+            elif channel in self._listeners:
+                # Subscribed again after a reconnect: messages may be lost.
+                for listener in tuple(self._listeners[channel]):
+                    listener.on_resubscribed()
+            else:
+                self._request(False, channel)  # nobody listens any more
+        elif kind == b'pong' and self._pong is not None and not self._pong.done():
+            self._pong.set_result(None)
+
+    # -- snapshots ---------------------------------------------------------
+
+    async def snapshot(self, task_id: str) -> bool:
+        """Has the task's current state published on its channel; returns
+        whether the task is known. Concurrent requests share script calls."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._snapshots.append((task_id, future))
+        if self._snapshot_task is None:
+            self._snapshot_task = asyncio.get_running_loop().create_task(self._take_snapshots())
+        return await asyncio.shield(future)
+
+    async def _take_snapshots(self) -> None:
+        try:
+            await asyncio.sleep(0)  # let concurrent requests join this batch
+            while self._snapshots:
+                batch, self._snapshots = self._snapshots[:_BATCH], self._snapshots[_BATCH:]
+                try:
+                    found = await self._snapshot_fn([task_id for task_id, _ in batch])
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), known in zip(batch, found):
+                    if not future.done():
+                        future.set_result(bool(known))
+        finally:
+            self._snapshot_task = None
+
+    # -- closing -----------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Ends every listener and closes the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        tasks = [*self._tasks, *([self._snapshot_task] if self._snapshot_task else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        closed = TorrelqueError('the queue is closed')
+        futures = [future for pending in self._acks.values() for future in pending]
+        futures += [future for _, future in self._snapshots]
+        for future in futures:
+            if not future.done():
+                future.set_exception(closed)
+                future.exception()  # retrieved: nobody may be waiting any more
+        for listeners in list(self._listeners.values()):
+            for listener in tuple(listeners):
+                listener.on_closed()
+        self._listeners.clear()
+        self._acks.clear()
+        await self._connection.disconnect(nowait=True)
+
+
+def _copy_outcome(source: asyncio.Future[None], target: asyncio.Future[None]) -> None:
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif source.exception() is not None:
+        target.set_exception(source.exception())  # type: ignore[arg-type]
+    else:
+        target.set_result(None)
+
+
+def _parse(data: bytes) -> tuple[dict[str, Any], bytes | None]:
+    """Splits a message into its JSON fields and the raw result after it."""
+    head, newline, result = data.partition(b'\n')
+    fields = orjson.loads(head)
+    return fields, (result if newline else None)
+
+
+def _optional_time(value: Any) -> float | None:
+    return float(value) if value else None
+
+
+def make_state(
+    fields: dict[str, Any], result: bytes | None, loads: Callable[[bytes], Any], task_id: str
+) -> TorrelqueTaskState:
+    """A task state from its hash fields or an event's (text or numbers)."""
+    decoded = None
+    if result is not None:
+        try:
+            decoded = loads(result)
+        except Exception as exc:
+            raise TorrelqueSerialiserError(f'cannot decode the result of task {task_id}', task_id) from exc
+    return TorrelqueTaskState(
+        status=TorrelqueTaskStatus(int(fields['status'])),
+        timeout=float(fields.get('timeout', 0)),
+        result=decoded,
+        dequeue_count=int(fields.get('dequeue_count', 0)),
+        requeue_count=int(fields.get('requeue_count', 0)),
+        enqueue_time=float(fields.get('enqueue_time', 0)),
+        last_dequeue_time=_optional_time(fields.get('last_dequeue_time')),
+        last_requeue_time=_optional_time(fields.get('last_requeue_time')),
+        release_time=_optional_time(fields.get('release_time')),
+    )
+
+
+class _Inbox:
+    """Messages of one listener, awaited by one consumer."""
+
+    def __init__(self) -> None:
+        self.messages: deque[bytes] = deque()
+        self.closed = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, data: bytes) -> None:
+        self.messages.append(data)
+        self._wake()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def wait(self, timeout: float | None) -> None:
+        """Waits for a message or the close; raises TimeoutError."""
+        if self.messages or self.closed:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._waiter
+        finally:
+            self._waiter = None
+
+
+class TaskWatch:
+    """The async iterator that :meth:`~torrelque.Torrelque.watch` returns.
+
+    It subscribes to the task's channel, then has the current state
+    published on that same channel, so that the state and later transitions
+    arrive in one ordered stream. It yields the current state, then the
+    state after each change of status, and stops after a final status, or
+    when the task is released without a result. Leaving the loop early
+    (``break``, cancellation, garbage collection) unsubscribes.
+    """
+
+    def __init__(
+        self,
+        hub: PubSubHub,
+        channel: bytes,
+        task_id: str,
+        timeout: float | None,
+        loads: Callable[[bytes], Any],
+    ) -> None:
+        self._hub = hub
+        self._channel = channel
+        self._task_id = task_id
+        self._timeout = timeout
+        self._loads = loads
+        self._inbox = _Inbox()
+        self._deadline: float | None = None
+        self._started = False
+        self._finished = False
+        self._last_status: TorrelqueTaskStatus | None = None
+
+    def __aiter__(self) -> TaskWatch:
+        return self
+
+    async def __anext__(self) -> TorrelqueTaskState:
+        if self._finished:
+            raise StopAsyncIteration
+        try:
+            if not self._started:
+                self._started = True
+                loop = asyncio.get_running_loop()
+                if self._timeout is not None:
+                    self._deadline = loop.time() + self._timeout
+                await self._bounded(self._start())
+            while True:
+                while self._inbox.messages:
+                    state = self._next_state(self._inbox.messages.popleft())
+                    if state is not None:
+                        return state
+                    if self._finished:
+                        raise StopAsyncIteration
+                if self._inbox.closed:
+                    raise TorrelqueError('the queue was closed while watching')
+                await self._bounded(self._inbox.wait(self._remaining()))
+        except BaseException:
+            self._finish()
+            raise
+
+    async def aclose(self) -> None:
+        """Stops watching (unsubscribes)."""
+        self._finish()
+
+    def __del__(self) -> None:
+        try:
+            self._finish()
+        except Exception:  # pragma: no cover - a finaliser must not raise
+            pass
+
+    def _remaining(self) -> float | None:
+        if self._deadline is None:
+            return None
+        return self._deadline - asyncio.get_running_loop().time()
+
+    async def _bounded(self, awaitable: Awaitable[Any]) -> None:
+        remaining = self._remaining()
+        if remaining is not None and remaining <= 0:
+            if asyncio.iscoroutine(awaitable):
+                awaitable.close()
+            raise TorrelqueTimeoutError(f'no final state of task {self._task_id} within {self._timeout} s')
+        try:
+            async with asyncio.timeout(remaining):
+                await awaitable
+        except TimeoutError as exc:
+            raise TorrelqueTimeoutError(
+                f'no final state of task {self._task_id} within {self._timeout} s'
+            ) from exc
+
+    async def _start(self) -> None:
+        await self._hub.join(self._channel, self)
+        if not await self._hub.snapshot(self._task_id):
+            raise TorrelqueLookupError(f'task {self._task_id} is unknown')
+
+    def _next_state(self, data: bytes) -> TorrelqueTaskState | None:
+        """The state a message brings, if it is news; marks the end."""
+        fields, result = _parse(data)
+        if fields['event'] in ('removed', 'missing'):
+            self._finish()
+            return None
+        status = TorrelqueTaskStatus(int(fields['status']))
+        if status == self._last_status:
+            return None
+        self._last_status = status
+        state = make_state(fields, result, self._loads, self._task_id)
+        if status.isfinal():
+            self._finish()
+        return state
+
+    def _finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._hub.leave(self._channel, self)
+
+    # Listener
+    def on_message(self, data: bytes) -> None:
+        self._inbox.put(data)
+
+    def on_resubscribed(self) -> None:
+        asyncio.get_running_loop().create_task(self._resync())
+
+    def on_closed(self) -> None:
+        self._inbox.close()
+
+    async def _resync(self) -> None:
+        try:
+            await self._hub.snapshot(self._task_id)
+        except Exception as exc:
+            logger.warning('Cannot re-read task %s after reconnecting: %s', self._task_id, exc)
+
+
+class QueueWatch:
+    """The async iterator that :meth:`~torrelque.Torrelque.watch_queue`
+    returns: every transition of every task of the queue, from the moment
+    it has subscribed (on the first ``__anext__``), until it is closed."""
+
+    def __init__(self, hub: PubSubHub, channel: bytes) -> None:
+        self._hub = hub
+        self._channel = channel
+        self._inbox = _Inbox()
+        self._started = False
+        self._finished = False
+
+    def __aiter__(self) -> QueueWatch:
+        return self
+
+    async def __anext__(self) -> TorrelqueEvent:
+        if self._finished:
+            raise StopAsyncIteration
+        try:
+            if not self._started:
+                self._started = True
+                await self._hub.join(self._channel, self)
+            await self._inbox.wait(None)
+            if not self._inbox.messages:
+                raise TorrelqueError('the queue was closed while watching')
+            fields, _ = _parse(self._inbox.messages.popleft())
+        except BaseException:
+            self._finish()
+            raise
+        status = fields.get('status')
+        return TorrelqueEvent(
+            task_id=fields['id'],
+            event=fields['event'],
+            status=None if status is None else TorrelqueTaskStatus(int(status)),
+            time=float(fields['time']),
+        )
+
+    async def aclose(self) -> None:
+        """Stops watching (unsubscribes)."""
+        self._finish()
+
+    def __del__(self) -> None:
+        try:
+            self._finish()
+        except Exception:  # pragma: no cover - a finaliser must not raise
+            pass
+
+    def _finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._hub.leave(self._channel, self)
+
+    # Listener
+    def on_message(self, data: bytes) -> None:
+        self._inbox.put(data)
+
+    def on_resubscribed(self) -> None:
+        pass  # transitions during the outage are gone; the stream goes on
+
+    def on_closed(self) -> None:
+        self._inbox.close()

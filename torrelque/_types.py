@@ -1,0 +1,113 @@
+"""Statuses, states, counters and the serialiser: the values the API returns."""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import orjson
+
+
+class TorrelqueTaskStatus(enum.IntEnum):
+    """Where a task is in its lifecycle. The value is what Redis stores."""
+
+    #: Waiting in the ``pending`` list for a consumer.
+    PENDING = 0
+    #: Dequeued by a consumer, which must release or requeue it before its
+    #: timeout; otherwise the sweep returns it to ``pending``.
+    WORKING = 1
+    #: Waiting in the ``delayed`` set until its due time.
+    DELAYED = 2
+    #: Released as done.
+    COMPLETED = 3
+    #: Released as failed (for good, after the consumer gave up on it).
+    REJECTED = 4
+
+    def isfinal(self) -> bool:
+        """Whether the task is out of the queue (released) in this status."""
+        return self >= TorrelqueTaskStatus.COMPLETED
+
+
+class TorrelqueQueueStats(NamedTuple):
+    """How many tasks a queue holds now."""
+
+    #: Tasks in the queue, whatever their status (released ones excluded).
+    tasks: int
+    #: Tasks waiting for a consumer.
+    pending: int
+    #: Tasks dequeued and not yet released or requeued.
+    working: int
+    #: Tasks waiting for their due time.
+    delayed: int
+
+
+class TorrelqueTaskState(NamedTuple):
+    """One task's state, as stored in its ``{queue}:task:<id>`` hash."""
+
+    #: The task's status.
+    status: TorrelqueTaskStatus
+    #: Seconds a consumer has, from dequeue, before the task counts as stale.
+    timeout: float
+    #: The decoded result of a task released with one, else ``None``.
+    result: Any
+    #: Times the task was dequeued (above 1: it was retried or went stale).
+    dequeue_count: int
+    #: Times the task was requeued by a consumer.
+    requeue_count: int
+    #: Server time (Unix seconds) of the enqueue.
+    enqueue_time: float
+    #: Server time of the last dequeue, or ``None``.
+    last_dequeue_time: float | None
+    #: Server time of the last requeue, or ``None``.
+    last_requeue_time: float | None
+    #: Server time of the release, or ``None``.
+    release_time: float | None
+
+
+class TorrelqueEvent(NamedTuple):
+    """One transition of a task, as :meth:`~torrelque.Torrelque.watch_queue`
+    yields it."""
+
+    #: Id of the task.
+    task_id: str
+    #: What happened: ``enqueued``, ``dequeued``, ``requeued``, ``released``
+    #: (kept with a result), ``removed`` (released without one), ``stale``,
+    #: ``due`` or ``recovered`` (returned to pending by the sweep), or
+    #: ``quarantined`` (its payload could not be decoded).
+    event: str
+    #: The task's status after the transition, if known.
+    status: TorrelqueTaskStatus | None
+    #: Server time (Unix seconds) of the transition.
+    time: float
+
+
+class TorrelqueTaskSerialiser(NamedTuple):
+    """How task payloads and results are turned into bytes and back."""
+
+    #: Object to ``bytes`` (``str`` is accepted and stored as UTF-8).
+    dumps: Callable[[Any], bytes]
+    #: ``bytes`` back to the object.
+    loads: Callable[[bytes], Any]
+
+
+def _json_dumps(obj: Any) -> bytes:
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        # orjson refuses some things the standard json accepts (integers
+        # beyond 64 bits); those still encode, only more slowly.
+        return json.dumps(obj).encode()
+
+
+def _json_loads(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        # NaN and Infinity, which the standard json writes.
+        return json.loads(data)
+
+
+#: The default serialiser: JSON, encoded by orjson.
+json_serialiser = TorrelqueTaskSerialiser(_json_dumps, _json_loads)

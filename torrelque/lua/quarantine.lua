@@ -1,0 +1,38 @@
+--[[
+quarantine: rejects a task that a consumer has dequeued but cannot decode,
+keeping it for inspection instead of letting it come back forever. The task
+leaves `working` and `tasks`; its state hash keeps the raw payload in a
+`payload` field, status REJECTED and the error as its result, with no
+expiry, until an operator deletes it.
+
+KEYS[1] working   sorted set: id -> stale deadline (seconds)
+KEYS[2] tasks     hash: id -> serialised payload
+KEYS[3] stats     hash of the queue's counters
+KEYS[4] events    queue-wide event channel
+KEYS[5] task      prefix of task state keys: "<prefix>:<id>"
+ARGV[1] clock offset (integer microseconds)
+ARGV[2] task id
+ARGV[3] serialised result describing the error
+Returns OK; UNKNOWN or NOT_WORKING when the task is not in `working`.
+]]
+local working_key, tasks_key, stats_key, events_channel, task_prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local offset_us, id, result = ARGV[1], ARGV[2], ARGV[3]
+
+local state_key = task_prefix .. ':' .. id
+if redis.call('ZREM', working_key, id) == 0 then
+  if redis.call('EXISTS', state_key) == 1 then
+    return NOT_WORKING
+  end
+  return UNKNOWN
+end
+
+local now = seconds(clock_us(offset_us))
+local payload = redis.call('HGET', tasks_key, id)
+redis.call('HDEL', tasks_key, id)
+redis.call('HSET', state_key, 'status', STATUS_REJECTED, 'result', result, 'release_time', now)
+if payload then
+  redis.call('HSET', state_key, 'payload', payload)
+end
+redis.call('HINCRBY', stats_key, 'undecodable', 1)
+publish(events_channel, state_key, id, 'quarantined', now, nil, result)
+return OK

@@ -1,0 +1,44 @@
+--[[
+release: takes a finished task out of the queue. With a result, its state
+is kept (final status, result, release time) for `ttl`; without one, every
+trace of the task is removed.
+
+KEYS[1] working   sorted set: id -> stale deadline (seconds)
+KEYS[2] tasks     hash: id -> serialised payload
+KEYS[3] stats     hash of the queue's counters
+KEYS[4] events    queue-wide event channel
+KEYS[5] task      prefix of task state keys: "<prefix>:<id>"
+ARGV[1] clock offset (integer microseconds)
+ARGV[2] task id
+ARGV[3] final status (3 completed, 4 rejected)
+ARGV[4] serialised result, or '' for none (see ARGV[5])
+ARGV[5] '1' when ARGV[4] is a result, '0' when there is none
+ARGV[6] time to keep the state with its result (integer milliseconds)
+Returns OK; UNKNOWN or NOT_WORKING when the task is not in `working`
+(nothing is written then).
+]]
+local working_key, tasks_key, stats_key, events_channel, task_prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local offset_us, id, status, result = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local has_result, ttl_ms = ARGV[5] == '1', ARGV[6]
+
+local state_key = task_prefix .. ':' .. id
+if redis.call('ZREM', working_key, id) == 0 then
+  if redis.call('EXISTS', state_key) == 1 then
+    return NOT_WORKING
+  end
+  return UNKNOWN
+end
+
+local now = seconds(clock_us(offset_us))
+redis.call('HDEL', tasks_key, id)
+redis.call('HINCRBY', stats_key, 'released', 1)
+redis.call('HINCRBY', stats_key, tonumber(status) == STATUS_REJECTED and 'rejected' or 'completed', 1)
+if has_result then
+  redis.call('HSET', state_key, 'status', status, 'result', result, 'release_time', now)
+  redis.call('PEXPIRE', state_key, ttl_ms)
+  publish(events_channel, state_key, id, 'released', now, nil, result)
+else
+  redis.call('DEL', state_key)
+  publish(events_channel, state_key, id, 'removed', now, status)
+end
+return OK

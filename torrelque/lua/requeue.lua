@@ -1,0 +1,40 @@
+--[[
+requeue: returns a working task to `pending`, or to `delayed` until it is due.
+
+KEYS[1] working   sorted set: id -> stale deadline (seconds)
+KEYS[2] pending   list of ids waiting (pushed left, popped right)
+KEYS[3] delayed   sorted set: id -> due time (seconds)
+KEYS[4] stats     hash of the queue's counters
+KEYS[5] events    queue-wide event channel
+KEYS[6] wake      channel that wakes a sleeping scheduled sweep
+KEYS[7] task      prefix of task state keys: "<prefix>:<id>"
+ARGV[1] clock offset (integer microseconds)
+ARGV[2] task id
+ARGV[3] delay (integer microseconds; 0 puts the task in pending)
+ARGV[4] new task timeout (seconds), or '' to keep the task's own
+Returns OK; UNKNOWN or NOT_WORKING when the task is not in `working`
+(nothing is written then).
+]]
+local working_key, pending_key, delayed_key = KEYS[1], KEYS[2], KEYS[3]
+local stats_key, events_channel, wake_channel, task_prefix = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local offset_us, id, delay_us, timeout = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+
+local state_key = task_prefix .. ':' .. id
+if redis.call('ZREM', working_key, id) == 0 then
+  if redis.call('EXISTS', state_key) == 1 then
+    return NOT_WORKING
+  end
+  return UNKNOWN
+end
+
+local now_us = clock_us(offset_us)
+local now = seconds(now_us)
+local status = enter_queue(pending_key, delayed_key, stats_key, wake_channel, id, now_us, delay_us)
+redis.call('HSET', state_key, 'status', status, 'last_requeue_time', now)
+redis.call('HINCRBY', state_key, 'requeue_count', 1)
+if timeout ~= '' then
+  redis.call('HSET', state_key, 'timeout', timeout)
+end
+redis.call('HINCRBY', stats_key, 'requeued', 1)
+publish(events_channel, state_key, id, 'requeued', now)
+return OK
