@@ -63,6 +63,7 @@ def _connection(client: redis.asyncio.Redis) -> redis.asyncio.Connection:
     pool = client.connection_pool
     kwargs = dict(pool.connection_kwargs)
     kwargs.update(decode_responses=False, socket_timeout=None, health_check_interval=0, protocol=2)
+    kwargs['socket_connect_timeout'] = kwargs.get('socket_connect_timeout') or 10
     connection: redis.asyncio.Connection = pool.connection_class(**kwargs)
     return connection
 

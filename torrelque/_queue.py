@@ -68,6 +68,14 @@ def _micros(seconds: float) -> int:
     return round(seconds * 1_000_000)
 
 
+def _socket_timeout(client: redis.asyncio.Redis) -> float | None:
+    """How long the client waits for a reply: its connections' setting
+    (which defaults to 5 s in recent redis-py, even when not given)."""
+    pool = client.connection_pool
+    timeout: float | None = pool.connection_class(**pool.connection_kwargs).socket_timeout
+    return timeout
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -141,6 +149,10 @@ class Torrelque:
         self.name = queue
         self.keys = {role: f'{{{queue}}}:{suffix}' for role, suffix in type(self).keys.items()}
         self._scripts = register_scripts(client)
+        # A blocking dequeue blocks well within the client's wait for a reply
+        # (the server times blocked clients out up to 100 ms late) and loops.
+        socket_timeout = _socket_timeout(client)
+        self._block_limit = socket_timeout / 2 if socket_timeout else None
         self._offset_us = 0
         self._hub: PubSubHub | None = None
         self._sweep_task: asyncio.Task[None] | None = None
@@ -302,11 +314,8 @@ class Torrelque:
             wait = deadline - asyncio.get_running_loop().time()
             if wait <= 0:
                 return None
-        socket_timeout = self._client.connection_pool.connection_kwargs.get('socket_timeout')
-        if socket_timeout:
-            # Block no longer than the client waits for a reply; the caller loops.
-            limit = max(socket_timeout * 0.8, socket_timeout - 1)
-            wait = limit if wait == 0 else min(wait, limit)
+        if self._block_limit:
+            wait = self._block_limit if wait == 0 else min(wait, self._block_limit)
         result: bytes | str | None = await self._client.blmove(
             self.keys['pending'], self.keys['dequeueing'], wait, 'RIGHT', 'LEFT'
         )

@@ -1,0 +1,100 @@
+"""Fixtures: a private redis-server per session, clients and queues that
+close themselves, each test on queues of its own.
+
+Set ``TORRELQUE_TEST_REDIS_URL`` to run against an existing server instead;
+the tests then only touch keys of their own queues and never flush it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+import redis.asyncio
+
+from torrelque import Torrelque
+from torrelque.server import RedisServer, RedisServerMissing
+
+EXTERNAL_URL = os.environ.get('TORRELQUE_TEST_REDIS_URL')
+
+
+@pytest.fixture(scope='session')
+def make_server() -> Iterator[Callable[..., RedisServer]]:
+    """Starts private redis-servers (configured as a test needs), stopped
+    at the end of the session."""
+    servers: list[RedisServer] = []
+
+    def make(**kwargs: object) -> RedisServer:
+        try:
+            server = RedisServer(**kwargs)  # type: ignore[arg-type]
+        except RedisServerMissing as exc:
+            pytest.fail(str(exc), pytrace=False)
+        servers.append(server)
+        return server.start()
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture(scope='session')
+def redis_url(make_server: Callable[..., RedisServer]) -> str:
+    if EXTERNAL_URL:
+        return EXTERNAL_URL
+    return make_server().url
+
+
+@pytest.fixture
+async def make_client(redis_url: str) -> AsyncIterator[Callable[..., redis.asyncio.Redis]]:
+    clients: list[redis.asyncio.Redis] = []
+
+    def make(url: str | None = None, **kwargs: object) -> redis.asyncio.Redis:
+        client = redis.asyncio.Redis.from_url(url or redis_url, **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture(params=[False, True], ids=['bytes', 'text'])
+def decode_responses(request: pytest.FixtureRequest) -> bool:
+    """Both ways a client can be made: replies as bytes, or decoded."""
+    return bool(request.param)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., redis.asyncio.Redis], decode_responses: bool) -> redis.asyncio.Redis:
+    return make_client(decode_responses=decode_responses)
+
+
+@pytest.fixture
+def queue_name() -> str:
+    return f'test-{uuid.uuid4().hex[:12]}'
+
+
+@pytest.fixture
+async def make_queue(
+    client: redis.asyncio.Redis, queue_name: str
+) -> AsyncIterator[Callable[..., Torrelque]]:
+    """Queues on this test's queue name (by default), closed afterwards."""
+    queues: list[Torrelque] = []
+
+    def make(on: redis.asyncio.Redis | None = None, **kwargs: object) -> Torrelque:
+        kwargs.setdefault('queue', queue_name)
+        queue = Torrelque(on or client, **kwargs)  # type: ignore[arg-type]
+        queues.append(queue)
+        return queue
+
+    yield make
+    for queue in queues:
+        await queue.aclose()
+
+
+@pytest.fixture
+def queue(make_queue: Callable[..., Torrelque]) -> Torrelque:
+    return make_queue()
+

@@ -1,0 +1,151 @@
+"""enqueue: what it writes, its bulk form, and the inputs it refuses."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Callable
+
+import pytest
+import redis.asyncio
+from helpers import raw, state_hash, text
+
+from torrelque import (
+    Torrelque,
+    TorrelqueSerialiserError,
+    TorrelqueTaskSerialiser,
+    TorrelqueTaskStatus,
+    TorrelqueValueError,
+)
+
+
+async def test_enqueue_writes_the_documented_keys(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    before = float((await client.time())[0])
+    task_id = await queue.enqueue({'n': 1}, task_timeout=12.5)
+
+    assert isinstance(task_id, str)
+    state = await raw(client, queue)
+    assert state.pending == [task_id]
+    assert state.tasks == {task_id}
+    assert state.stats == {'enqueued': 1}
+    assert text(await client.hget(queue.keys['tasks'], task_id)) == '{"n":1}'
+    fields = await state_hash(client, queue, task_id)
+    assert fields['status'] == '0'
+    assert float(fields['timeout']) == 12.5
+    assert before <= float(fields['enqueue_time']) <= before + 5
+
+
+async def test_enqueue_returns_unique_ids(queue: Torrelque) -> None:
+    ids = [await queue.enqueue(i) for i in range(50)]
+    assert len(set(ids)) == 50
+
+
+async def test_default_timeout_is_the_class_attribute(queue: Torrelque) -> None:
+    task_id = await queue.enqueue('x')
+    assert (await queue.get_task_state(task_id)).timeout == 300
+    queue.task_timeout = 7
+    assert (await queue.get_task_state(await queue.enqueue('y'))).timeout == 7
+
+
+async def test_delayed_enqueue_goes_to_the_delayed_set(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    now = float((await client.time())[0])
+    task_id = await queue.enqueue('later', delay=60)
+    state = await raw(client, queue)
+    assert state.delayed == [task_id] and state.pending == []
+    due = await client.zscore(queue.keys['delayed'], task_id)
+    assert now + 59 <= due <= now + 62
+    assert (await queue.get_task_state(task_id)).status is TorrelqueTaskStatus.DELAYED
+    assert state.stats == {'enqueued': 1, 'delayed': 1}
+
+
+async def test_zero_delay_means_pending(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    task_id = await queue.enqueue('now', delay=0)
+    assert (await raw(client, queue)).pending == [task_id]
+
+
+async def test_pipeline_enqueue_is_executed_by_the_caller(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    async with client.pipeline(transaction=True) as pipe:
+        ids = [await queue.enqueue(i, pipeline=pipe) for i in range(100)]
+        assert (await raw(client, queue)).pending == []  # nothing before execute()
+        results = await pipe.execute()
+    assert results == [1] * 100
+    assert (await raw(client, queue)).pending == ids
+    assert [await queue.dequeue(timeout=1) for _ in range(3)] == [(ids[0], 0), (ids[1], 1), (ids[2], 2)]
+
+
+async def test_pipeline_without_transaction_works_too(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    async with client.pipeline(transaction=False) as pipe:
+        ids = [await queue.enqueue(i, pipeline=pipe) for i in range(10)]
+        await pipe.execute()
+    assert (await raw(client, queue)).pending == ids
+
+
+@pytest.mark.parametrize(
+    ('kwargs', 'message'),
+    [
+        ({'delay': -1}, 'delay'),
+        ({'delay': math.nan}, 'delay'),
+        ({'delay': math.inf}, 'delay'),
+        ({'delay': '5'}, 'delay'),
+        ({'task_timeout': 0}, 'task_timeout'),
+        ({'task_timeout': -3}, 'task_timeout'),
+        ({'task_timeout': True}, 'task_timeout'),
+        ({'pipeline': object()}, 'pipeline'),
+    ],
+)
+async def test_bad_arguments_write_nothing(
+    client: redis.asyncio.Redis, queue: Torrelque, kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(TorrelqueValueError, match=message):
+        await queue.enqueue('x', **kwargs)  # type: ignore[arg-type]
+    assert await client.keys(f'{{{queue.name}}}*') == []
+
+
+async def test_unserialisable_payload_is_refused_before_writing(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    with pytest.raises(TorrelqueSerialiserError, match='cannot encode the task') as info:
+        await queue.enqueue({'when': object()})
+    assert isinstance(info.value.__cause__, TypeError)
+    assert await client.keys(f'{{{queue.name}}}*') == []
+
+
+async def test_default_serialiser_round_trips_json_values(queue: Torrelque) -> None:
+    payloads = [None, 0, -1.5, 'ünïcode ✓', [1, 'a', None], {'a': {'b': [True, False]}}, 2**70, {1: 'int key'}]
+    for payload in payloads:
+        await queue.enqueue(payload)
+    got = [(await queue.dequeue(timeout=1))[1] for _ in payloads]
+    expected = payloads[:-1] + [{'1': 'int key'}]  # JSON object keys are strings
+    assert got == expected
+
+
+async def test_custom_serialiser(make_queue: Callable[..., Torrelque], decode_responses: bool) -> None:
+    if decode_responses:
+        pytest.skip('pickle output is binary: it needs decode_responses=False')
+    queue = make_queue(serialiser=TorrelqueTaskSerialiser(pickle.dumps, pickle.loads))
+    payload = {'set': {1, 2}, 'bytes': b'\x00\xff', 'tuple': (1, 2)}
+    task_id = await queue.enqueue(payload)
+    assert await queue.dequeue(timeout=1) == (task_id, payload)
+
+
+async def test_binary_payload_with_a_decoding_client_is_refused(
+    make_client: Callable[..., redis.asyncio.Redis], queue_name: str
+) -> None:
+    client = make_client(decode_responses=True)
+    queue = Torrelque(client, queue=queue_name, serialiser=TorrelqueTaskSerialiser(pickle.dumps, pickle.loads))
+    with pytest.raises(TorrelqueSerialiserError, match='decode_responses=False'):
+        await queue.enqueue(b'\xff')
+    assert await client.keys(f'{{{queue_name}}}*') == []
+
+
+async def test_serialiser_that_returns_text_is_accepted(make_queue: Callable[..., Torrelque]) -> None:
+    queue = make_queue(serialiser=TorrelqueTaskSerialiser(str, lambda data: data.decode()))
+    task_id = await queue.enqueue(42)
+    assert await queue.dequeue(timeout=1) == (task_id, '42')
+
+
+async def test_serialiser_that_returns_a_wrong_type_is_refused(
+    client: redis.asyncio.Redis, make_queue: Callable[..., Torrelque]
+) -> None:
+    queue = make_queue(serialiser=TorrelqueTaskSerialiser(lambda obj: 42, lambda data: data))
+    with pytest.raises(TorrelqueSerialiserError, match='must return bytes'):
+        await queue.enqueue('x')
+    assert await client.keys(f'{{{queue.name}}}*') == []

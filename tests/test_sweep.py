@@ -1,0 +1,177 @@
+"""sweep: stale, due and orphaned tasks come back; the scheduled sweep."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+import redis.asyncio
+from helpers import raw
+
+from torrelque import Torrelque, TorrelqueError, TorrelqueTaskStatus, TorrelqueValueError
+
+
+async def test_stale_task_returns_to_pending(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    task_id = await queue.enqueue('slow', task_timeout=10)
+    await queue.dequeue(timeout=1)
+    assert await queue.sweep() == (0, 0, 0)  # not stale yet
+
+    queue.clock_offset = 11
+    assert await queue.sweep() == (1, 0, 0)
+    state = await raw(client, queue)
+    assert (state.pending, state.working) == ([task_id], [])
+    assert state.stats['swept_stale'] == 1
+    task = await queue.get_task_state(task_id)
+    assert (task.status, task.dequeue_count) == (TorrelqueTaskStatus.PENDING, 1)
+    # Delivered again, and the consumer can tell.
+    assert await queue.dequeue(timeout=1) == (task_id, 'slow')
+    assert (await queue.get_task_state(task_id)).dequeue_count == 2
+
+
+async def test_stale_release_after_the_sweep_is_refused(queue: Torrelque) -> None:
+    task_id = await queue.enqueue('slow', task_timeout=1)
+    await queue.dequeue(timeout=1)
+    queue.clock_offset = 2
+    await queue.sweep()
+    assert await queue.release(task_id) is False
+    assert (await queue.get_task_state(task_id)).status is TorrelqueTaskStatus.PENDING
+
+
+async def test_due_delayed_task_returns_to_pending(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    early = await queue.enqueue('early', delay=5)
+    late = await queue.enqueue('late', delay=50)
+    assert await queue.sweep() == (0, 0, 0)
+    queue.clock_offset = 6
+    assert await queue.sweep() == (0, 1, 0)
+    state = await raw(client, queue)
+    assert (state.pending, state.delayed) == ([early], [late])
+    assert (await queue.get_task_state(early)).status is TorrelqueTaskStatus.PENDING
+
+
+async def test_returned_tasks_join_the_tail_earliest_first(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    first = await queue.enqueue('a', task_timeout=3)
+    second = await queue.enqueue('b', task_timeout=1)
+    await queue.dequeue(timeout=1, max_tasks=2)
+    waiting = await queue.enqueue('c')
+    queue.clock_offset = 5
+    assert await queue.sweep() == (2, 0, 0)
+    assert (await raw(client, queue)).pending == [waiting, second, first]
+
+
+async def test_orphan_in_dequeueing_returns_after_two_sweeps(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    task_id = await queue.enqueue('orphan')
+    # A consumer popped the id, then died before its script moved it to working.
+    await client.blmove(queue.keys['pending'], queue.keys['dequeueing'], 1, 'RIGHT', 'LEFT')
+    assert (await raw(client, queue)).dequeueing == [task_id]
+
+    assert await queue.sweep() == (0, 0, 0)  # marked
+    assert await queue.sweep() == (0, 0, 1)  # returned
+    state = await raw(client, queue)
+    assert (state.pending, state.dequeueing) == ([task_id], [])
+    assert state.stats['swept_undequeued'] == 1
+    assert await queue.dequeue(timeout=1) == (task_id, 'orphan')
+
+
+async def test_orphan_goes_back_to_the_head(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    orphan = await queue.enqueue('first in')
+    later = await queue.enqueue('second in')
+    await client.blmove(queue.keys['pending'], queue.keys['dequeueing'], 1, 'RIGHT', 'LEFT')
+    await queue.sweep()
+    await queue.sweep()
+    assert (await raw(client, queue)).pending == [orphan, later]
+
+
+async def test_live_dequeue_between_two_sweeps_loses_nothing(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    """Two sweeps run while a dequeue sits between its blocking pop and its
+    script: the sweep returns the id, the dequeue still gets it, once."""
+    task_id = await queue.enqueue('contested')
+    popped = await client.blmove(queue.keys['pending'], queue.keys['dequeueing'], 1, 'RIGHT', 'LEFT')
+    await queue.sweep()
+    await queue.sweep()
+    assert (await raw(client, queue)).pending == [task_id]
+
+    assert await queue._take(1, popped.decode() if isinstance(popped, bytes) else popped) == [(task_id, 'contested')]
+    state = await raw(client, queue)
+    assert (state.pending, state.dequeueing, state.working) == ([], [], [task_id])
+    assert (await queue.get_task_state(task_id)).dequeue_count == 1
+
+
+async def test_robbed_dequeue_skips_an_id_another_consumer_took(
+    client: redis.asyncio.Redis, make_queue: Callable[..., Torrelque]
+) -> None:
+    queue, rival = make_queue(), make_queue()
+    task_id = await queue.enqueue('contested')
+    popped = await client.blmove(queue.keys['pending'], queue.keys['dequeueing'], 1, 'RIGHT', 'LEFT')
+    await queue.sweep()
+    await queue.sweep()
+    assert await rival.dequeue(timeout=1) == (task_id, 'contested')
+    assert await queue._take(1, popped.decode() if isinstance(popped, bytes) else popped) == []
+    assert (await queue.get_task_state(task_id)).dequeue_count == 1
+
+
+async def test_sweep_works_in_batches(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    queue.sweep_batch_size = 7
+    async with client.pipeline() as pipe:
+        for i in range(30):
+            await queue.enqueue(i, task_timeout=1, pipeline=pipe)
+        for i in range(20):
+            await queue.enqueue(i, delay=1, pipeline=pipe)
+        await pipe.execute()
+    await queue.dequeue(timeout=1, max_tasks=30)
+    queue.clock_offset = 2
+    assert await queue.sweep() == (30, 20, 0)
+    state = await raw(client, queue)
+    assert (len(state.pending), state.working, state.delayed) == (50, [], [])
+
+
+async def test_scheduled_sweep_returns_a_delayed_task_on_time(make_queue: Callable[..., Torrelque]) -> None:
+    producer, consumer = make_queue(), make_queue()
+    consumer.schedule_sweep()  # the default interval is 30 s: the due time must wake it
+    await asyncio.sleep(0.1)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    task_id = await producer.enqueue('soon', delay=0.3)
+    assert await consumer.dequeue(timeout=5) == (task_id, 'soon')
+    assert 0.25 <= loop.time() - start < 2
+
+
+async def test_scheduled_sweep_returns_a_stale_task_after_its_timeout(make_queue: Callable[..., Torrelque]) -> None:
+    sweeper, worker = make_queue(), make_queue()
+    sweeper.schedule_sweep()
+    await asyncio.sleep(0.1)
+    task_id = await worker.enqueue('abandoned', task_timeout=0.3)
+    loop = asyncio.get_running_loop()
+    assert await worker.dequeue(timeout=1) == (task_id, 'abandoned')
+    start = loop.time()
+    # The worker "dies"; another consumer gets the task after the timeout.
+    assert await worker.dequeue(timeout=5) == (task_id, 'abandoned')
+    assert 0.25 <= loop.time() - start < 2
+    assert (await worker.get_task_state(task_id)).dequeue_count == 2
+
+
+async def test_schedule_twice_replaces_and_unschedule_stops(queue: Torrelque) -> None:
+    queue.schedule_sweep(0.05)
+    first = queue._sweep_task
+    queue.schedule_sweep(0.05)
+    await asyncio.sleep(0.05)
+    assert first is not None and first.cancelled()
+    running = queue._sweep_task
+    queue.unschedule_sweep()
+    await asyncio.sleep(0.05)
+    assert running is not None and running.cancelled()
+    queue.unschedule_sweep()  # again: nothing to do
+
+
+async def test_schedule_sweep_needs_a_running_loop(client: redis.asyncio.Redis) -> None:
+    queue = Torrelque(client)
+    with pytest.raises(TorrelqueValueError):
+        queue.schedule_sweep(0)
+    await asyncio.to_thread(lambda: pytest.raises(TorrelqueError, queue.schedule_sweep))
+
+
+async def test_aclose_stops_the_sweep(client: redis.asyncio.Redis, queue_name: str) -> None:
+    async with Torrelque(client, queue=queue_name) as queue:
+        queue.schedule_sweep()
+        task = queue._sweep_task
+    assert task is not None and task.done()
