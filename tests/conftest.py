@@ -77,9 +77,7 @@ def queue_name() -> str:
 
 
 @pytest.fixture
-async def make_queue(
-    client: redis.asyncio.Redis, queue_name: str
-) -> AsyncIterator[Callable[..., Torrelque]]:
+async def make_queue(client: redis.asyncio.Redis, queue_name: str) -> AsyncIterator[Callable[..., Torrelque]]:
     """Queues on this test's queue name (by default), closed afterwards."""
     queues: list[Torrelque] = []
 
@@ -97,4 +95,3 @@ async def make_queue(
 @pytest.fixture
 def queue(make_queue: Callable[..., Torrelque]) -> Torrelque:
     return make_queue()
-

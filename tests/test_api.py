@@ -112,7 +112,7 @@ def test_every_lua_file_is_registered(client: redis.asyncio.Redis) -> None:
 
 @pytest.mark.parametrize('bad', [None, object(), 'redis://localhost', redis])
 def test_a_client_that_is_not_redis_is_refused(bad: object) -> None:
-    with pytest.raises(TorrelqueError, match='redis.asyncio.Redis'):
+    with pytest.raises(TorrelqueError, match=r'redis\.asyncio\.Redis'):
         Torrelque(bad)  # type: ignore[arg-type]
 
 

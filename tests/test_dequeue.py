@@ -22,7 +22,7 @@ from torrelque import (
 
 async def test_tasks_come_out_in_fifo_order(queue: Torrelque) -> None:
     ids = [await queue.enqueue(i) for i in range(10)]
-    assert [await queue.dequeue(timeout=1) for _ in ids] == list(zip(ids, range(10)))
+    assert [await queue.dequeue(timeout=1) for _ in ids] == list(zip(ids, range(10), strict=True))
 
 
 async def test_dequeue_moves_the_task_to_working(client: redis.asyncio.Redis, queue: Torrelque) -> None:

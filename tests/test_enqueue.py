@@ -113,7 +113,7 @@ async def test_default_serialiser_round_trips_json_values(queue: Torrelque) -> N
     for payload in payloads:
         await queue.enqueue(payload)
     got = [(await queue.dequeue(timeout=1))[1] for _ in payloads]
-    expected = payloads[:-1] + [{'1': 'int key'}]  # JSON object keys are strings
+    expected = [*payloads[:-1], {'1': 'int key'}]  # JSON object keys are strings
     assert got == expected
 
 

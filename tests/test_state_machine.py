@@ -18,7 +18,14 @@ import redis.asyncio
 from helpers import raw
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from torrelque import Torrelque, TorrelqueLookupError, TorrelqueTaskStatus
 
@@ -82,7 +89,9 @@ class QueueMachine(RuleBasedStateMachine):
         self.counters['enqueued'] += 1
         if delay:
             self.counters['delayed'] += 1
-            self.tasks[task_id] = Task(payload, timeout, 'delayed', TorrelqueTaskStatus.DELAYED, (self.clock + delay, call, task_id))
+            self.tasks[task_id] = Task(
+                payload, timeout, 'delayed', TorrelqueTaskStatus.DELAYED, (self.clock + delay, call, task_id)
+            )
         else:
             self.tasks[task_id] = Task(payload, timeout, 'pending', TorrelqueTaskStatus.PENDING)
             self.pending.append(task_id)

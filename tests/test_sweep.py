@@ -167,7 +167,12 @@ async def test_schedule_sweep_needs_a_running_loop(client: redis.asyncio.Redis) 
     queue = Torrelque(client)
     with pytest.raises(TorrelqueValueError):
         queue.schedule_sweep(0)
-    await asyncio.to_thread(lambda: pytest.raises(TorrelqueError, queue.schedule_sweep))
+
+    def outside_the_loop() -> None:
+        with pytest.raises(TorrelqueError, match='running event loop'):
+            queue.schedule_sweep()
+
+    await asyncio.to_thread(outside_the_loop)
 
 
 async def test_aclose_stops_the_sweep(client: redis.asyncio.Redis, queue_name: str) -> None:

@@ -13,6 +13,8 @@ listens to it and unsubscribes it when the last listener leaves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import weakref
 from collections import deque
@@ -56,7 +58,7 @@ class Listener(Protocol):
 SnapshotFn = Callable[[Sequence[str]], Awaitable[list[int]]]
 
 
-def _connection(client: redis.asyncio.Redis) -> redis.asyncio.Connection:
+def _connection(client: redis.asyncio.Redis) -> redis.asyncio.connection.AbstractConnection:
     """A connection to the client's server, made the client's way, but one
     that never decodes (messages carry results as the serialiser's raw
     bytes), speaks RESP2 and never times a read out (it waits for events)."""
@@ -64,7 +66,7 @@ def _connection(client: redis.asyncio.Redis) -> redis.asyncio.Connection:
     kwargs = dict(pool.connection_kwargs)
     kwargs.update(decode_responses=False, socket_timeout=None, health_check_interval=0, protocol=2)
     kwargs['socket_connect_timeout'] = kwargs.get('socket_connect_timeout') or 10
-    connection: redis.asyncio.Connection = pool.connection_class(**kwargs)
+    connection: redis.asyncio.connection.AbstractConnection = pool.connection_class(**kwargs)
     return connection
 
 
@@ -186,7 +188,7 @@ class PubSubHub:
         failures = 0
         while True:
             try:
-                await self._connection.connect()
+                await self._connection.connect()  # type: ignore[no-untyped-call]
                 await self._subscribe_all()
                 self._connected.set()
                 if failures:
@@ -210,7 +212,7 @@ class PubSubHub:
             if len(pending) > 1:
                 first = pending[0]
                 for later in list(pending)[1:]:
-                    first.add_done_callback(lambda done, later=later: _copy_outcome(done, later))
+                    first.add_done_callback(functools.partial(_copy_outcome, target=later))
                 self._acks[channel] = deque([first])
         for channel in [channel for channel in self._acks if channel not in self._listeners]:
             for future in self._acks.pop(channel):
@@ -265,7 +267,7 @@ class PubSubHub:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for (_, future), known in zip(batch, found):
+                for (_, future), known in zip(batch, found, strict=True):
                     if not future.done():
                         future.set_result(bool(known))
         finally:
@@ -283,7 +285,7 @@ class PubSubHub:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         closed = TorrelqueError('the queue is closed')
-        futures = [future for pending in self._acks.values() for future in pending]
+        futures: list[asyncio.Future[Any]] = [future for pending in self._acks.values() for future in pending]
         futures += [future for _, future in self._snapshots]
         for future in futures:
             if not future.done():
@@ -436,10 +438,8 @@ class TaskWatch:
         self._finish()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # a finaliser must not raise
             self._finish()
-        except Exception:  # pragma: no cover - a finaliser must not raise
-            pass
 
     def _remaining(self) -> float | None:
         if self._deadline is None:
@@ -456,9 +456,7 @@ class TaskWatch:
             async with asyncio.timeout(remaining):
                 await awaitable
         except TimeoutError as exc:
-            raise TorrelqueTimeoutError(
-                f'no final state of task {self._task_id} within {self._timeout} s'
-            ) from exc
+            raise TorrelqueTimeoutError(f'no final state of task {self._task_id} within {self._timeout} s') from exc
 
     async def _start(self) -> None:
         await self._hub.join(self._channel, self)
@@ -544,10 +542,8 @@ class QueueWatch:
         self._finish()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # a finaliser must not raise
             self._finish()
-        except Exception:  # pragma: no cover - a finaliser must not raise
-            pass
 
     def _finish(self) -> None:
         if not self._finished:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import uuid
@@ -116,7 +117,7 @@ class Torrelque:
     #: Key names, by role. An instance holds them prefixed with the hash-tagged
     #: queue name: ``{queue}:pending`` and so on; ``task`` is the prefix of
     #: the per-task state keys ``{queue}:task:<id>``.
-    keys: dict[str, str] = {
+    keys: dict[str, str] = {  # noqa: RUF012  # instances rebind it, prefixed
         'pending': 'pending',  # list
         'dequeueing': 'dequeueing',  # list
         'undequeued': 'undequeued',  # set
@@ -200,7 +201,9 @@ class Torrelque:
         if isinstance(data, str):
             data = data.encode()
         if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TorrelqueSerialiserError(f'the serialiser must return bytes for the {what}, not {type(data).__name__}')
+            raise TorrelqueSerialiserError(
+                f'the serialiser must return bytes for the {what}, not {type(data).__name__}'
+            )
         data = bytes(data)
         if self._decodes:
             # The client decodes replies as text, so what it reads back must be text.
@@ -317,7 +320,11 @@ class Torrelque:
         if self._block_limit:
             wait = self._block_limit if wait == 0 else min(wait, self._block_limit)
         result: bytes | str | None = await self._client.blmove(
-            self.keys['pending'], self.keys['dequeueing'], wait, 'RIGHT', 'LEFT'
+            self.keys['pending'],
+            self.keys['dequeueing'],
+            wait,  # type: ignore[arg-type]  # fractional seconds work since Redis 6
+            'RIGHT',
+            'LEFT',
         )
         return result
 
@@ -601,10 +608,8 @@ class Torrelque:
         task, self._sweep_task = self._sweep_task, None
         if task is not None:
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
         if self._hub is not None:
             hub, self._hub = self._hub, None
             await hub.aclose()
