@@ -53,3 +53,14 @@ async def raw(client: redis.asyncio.Redis, queue: Torrelque) -> RawQueue:
 async def state_hash(client: redis.asyncio.Redis, queue: Torrelque, task_id: str) -> dict[str, str]:
     raw_hash = await client.hgetall(f'{queue.keys["task"]}:{task_id}')
     return {text(k): text(v) for k, v in raw_hash.items()}
+
+
+async def server_now(client: redis.asyncio.Redis) -> float:
+    """The Redis server's clock, in seconds."""
+    seconds, micros = await client.time()
+    return seconds + micros / 1_000_000
+
+
+async def score(client: redis.asyncio.Redis, key: str, member: str) -> float:
+    """A deadline or due time, stored in microseconds, in seconds."""
+    return await client.zscore(key, member) / 1_000_000

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 import redis.asyncio
-from helpers import raw, state_hash
+from helpers import raw, score, server_now, state_hash
 
 from torrelque import (
     Torrelque,
@@ -27,12 +27,12 @@ async def test_tasks_come_out_in_fifo_order(queue: Torrelque) -> None:
 
 async def test_dequeue_moves_the_task_to_working(client: redis.asyncio.Redis, queue: Torrelque) -> None:
     task_id = await queue.enqueue('job', task_timeout=40)
-    now = float((await client.time())[0])
+    now = await server_now(client)
     assert await queue.dequeue(timeout=1) == (task_id, 'job')
 
     state = await raw(client, queue)
     assert (state.pending, state.dequeueing, state.working) == ([], [], [task_id])
-    deadline = await client.zscore(queue.keys['working'], task_id)
+    deadline = await score(client, queue.keys['working'], task_id)
     assert now + 39 <= deadline <= now + 42
     task = await queue.get_task_state(task_id)
     assert task.status is TorrelqueTaskStatus.WORKING

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 import redis.asyncio
-from helpers import raw, state_hash, text
+from helpers import raw, score, server_now, state_hash, text
 
 from torrelque import (
     Torrelque,
@@ -20,7 +20,7 @@ from torrelque import (
 
 
 async def test_enqueue_writes_the_documented_keys(client: redis.asyncio.Redis, queue: Torrelque) -> None:
-    before = float((await client.time())[0])
+    before = await server_now(client)
     task_id = await queue.enqueue({'n': 1}, task_timeout=12.5)
 
     assert isinstance(task_id, str)
@@ -32,7 +32,19 @@ async def test_enqueue_writes_the_documented_keys(client: redis.asyncio.Redis, q
     fields = await state_hash(client, queue, task_id)
     assert fields['status'] == '0'
     assert float(fields['timeout']) == 12.5
-    assert before <= float(fields['enqueue_time']) <= before + 5
+    # Times are integer microseconds since the epoch, by the server's clock.
+    assert before <= int(fields['enqueued']) / 1e6 <= before + 5
+
+
+async def test_fields_at_their_default_are_not_stored(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    task_id = await queue.enqueue('x')
+    assert sorted(await state_hash(client, queue, task_id)) == ['enqueued', 'status']
+    task = await queue.get_task_state(task_id)
+    assert (task.timeout, task.dequeue_count, task.requeue_count) == (300, 0, 0)
+    # Dequeued with the standard timeout all the same.
+    now = await server_now(client)
+    await queue.dequeue(timeout=1)
+    assert now + 299 <= await score(client, queue.keys['working'], task_id) <= now + 302
 
 
 async def test_enqueue_returns_unique_ids(queue: Torrelque) -> None:
@@ -48,11 +60,11 @@ async def test_default_timeout_is_the_class_attribute(queue: Torrelque) -> None:
 
 
 async def test_delayed_enqueue_goes_to_the_delayed_set(client: redis.asyncio.Redis, queue: Torrelque) -> None:
-    now = float((await client.time())[0])
+    now = await server_now(client)
     task_id = await queue.enqueue('later', delay=60)
     state = await raw(client, queue)
     assert state.delayed == [task_id] and state.pending == []
-    due = await client.zscore(queue.keys['delayed'], task_id)
+    due = await score(client, queue.keys['delayed'], task_id)
     assert now + 59 <= due <= now + 62
     assert (await queue.get_task_state(task_id)).status is TorrelqueTaskStatus.DELAYED
     assert state.stats == {'enqueued': 1, 'delayed': 1}

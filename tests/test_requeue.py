@@ -6,7 +6,7 @@ import logging
 
 import pytest
 import redis.asyncio
-from helpers import raw, state_hash
+from helpers import raw, score, server_now, state_hash
 
 from torrelque import Torrelque, TorrelqueTaskStatus, TorrelqueValueError
 
@@ -35,11 +35,11 @@ async def test_requeue_puts_the_task_at_the_tail(client: redis.asyncio.Redis, qu
 
 async def test_requeue_with_delay(client: redis.asyncio.Redis, queue: Torrelque) -> None:
     task_id = await working_task(queue)
-    now = float((await client.time())[0])
+    now = await server_now(client)
     assert await queue.requeue(task_id, delay=30) is True
     state = await raw(client, queue)
     assert (state.delayed, state.pending, state.working) == ([task_id], [], [])
-    assert now + 29 <= await client.zscore(queue.keys['delayed'], task_id) <= now + 32
+    assert now + 29 <= await score(client, queue.keys['delayed'], task_id) <= now + 32
     task = await queue.get_task_state(task_id)
     assert (task.status, task.requeue_count) == (TorrelqueTaskStatus.DELAYED, 1)
     assert state.stats['requeued'] == 1 and state.stats['delayed'] == 1
@@ -55,9 +55,9 @@ async def test_requeue_can_change_the_timeout(client: redis.asyncio.Redis, queue
     task_id = await working_task(queue)
     await queue.requeue(task_id, task_timeout=2.5)
     assert (await queue.get_task_state(task_id)).timeout == 2.5
-    now = float((await client.time())[0])
+    now = await server_now(client)
     await queue.dequeue(timeout=1)
-    assert now <= await client.zscore(queue.keys['working'], task_id) <= now + 4
+    assert now <= await score(client, queue.keys['working'], task_id) <= now + 4
 
 
 @pytest.mark.parametrize(

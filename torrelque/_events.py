@@ -31,12 +31,13 @@ from ._errors import (
     TorrelqueSerialiserError,
     TorrelqueTimeoutError,
 )
+from ._scripts import STANDARD_TIMEOUT
 from ._types import TorrelqueEvent, TorrelqueTaskState, TorrelqueTaskStatus
 
 logger = logging.getLogger('torrelque')
 
 # The most channels per SUBSCRIBE and ids per snapshot script call.
-_BATCH = 500
+_BATCH = 250
 _RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 # Seconds of quiet before the connection is checked with a PING, and for the answer.
 _PING_INTERVAL = 30.0
@@ -317,8 +318,12 @@ def _parse(data: bytes) -> tuple[dict[str, Any], bytes | None]:
     return fields, (result if newline else None)
 
 
-def _optional_time(value: Any) -> float | None:
-    return float(value) if value else None
+def _seconds(micros: Any) -> float:
+    return int(micros) / 1_000_000
+
+
+def _optional_time(micros: Any) -> float | None:
+    return _seconds(micros) if micros else None
 
 
 def make_state(
@@ -333,14 +338,14 @@ def make_state(
             raise TorrelqueSerialiserError(f'cannot decode the result of task {task_id}', task_id) from exc
     return TorrelqueTaskState(
         status=TorrelqueTaskStatus(int(fields['status'])),
-        timeout=float(fields.get('timeout', 0)),
+        timeout=float(fields.get('timeout', STANDARD_TIMEOUT)),
         result=decoded,
-        dequeue_count=int(fields.get('dequeue_count', 0)),
-        requeue_count=int(fields.get('requeue_count', 0)),
-        enqueue_time=float(fields.get('enqueue_time', 0)),
-        last_dequeue_time=_optional_time(fields.get('last_dequeue_time')),
-        last_requeue_time=_optional_time(fields.get('last_requeue_time')),
-        release_time=_optional_time(fields.get('release_time')),
+        dequeue_count=int(fields.get('dequeues', 0)),
+        requeue_count=int(fields.get('requeues', 0)),
+        enqueue_time=_seconds(fields.get('enqueued', 0)),
+        last_dequeue_time=_optional_time(fields.get('dequeued')),
+        last_requeue_time=_optional_time(fields.get('requeued')),
+        release_time=_optional_time(fields.get('released')),
     )
 
 
@@ -534,7 +539,7 @@ class QueueWatch:
             task_id=fields['id'],
             event=fields['event'],
             status=None if status is None else TorrelqueTaskStatus(int(status)),
-            time=float(fields['time']),
+            time=_seconds(fields['time']),
         )
 
     async def aclose(self) -> None:

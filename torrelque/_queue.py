@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
-import uuid
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +22,7 @@ from ._errors import (
     TorrelqueValueError,
 )
 from ._events import PubSubHub, QueueWatch, TaskWatch, make_state
-from ._scripts import Outcome, accepted, register_scripts
+from ._scripts import STANDARD_TIMEOUT, Outcome, accepted, register_scripts
 from ._types import (
     TorrelqueQueueStats,
     TorrelqueTaskSerialiser,
@@ -52,7 +52,18 @@ COUNTERS = (
 )
 
 # The most tasks one dequeue script call moves; larger max_tasks take more calls.
-_DEQUEUE_BATCH = 1000
+_DEQUEUE_BATCH = 250
+
+# Task ids: 16 characters of [0-9A-Za-z] from 16 random bytes (95 bits of
+# entropy). Short ids make every key, list entry and hash field that holds
+# one smaller; the enqueue script refuses an id that is taken.
+_ID_ALPHABET = bytes(range(256)).translate(
+    bytes.maketrans(bytes(range(256)), (b'0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz' * 5)[:256])
+)
+
+
+def _new_task_id() -> str:
+    return os.urandom(16).translate(_ID_ALPHABET).decode()
 
 
 def _number(name: str, value: Any, *, positive: bool) -> float:
@@ -112,7 +123,7 @@ class Torrelque:
     result_ttl: float = 3600
     #: The most tasks one sweep script call moves, so that no call holds the
     #: server for long, whatever the backlog.
-    sweep_batch_size: int = 500
+    sweep_batch_size: int = 250
 
     #: Key names, by role. An instance holds them prefixed with the hash-tagged
     #: queue name: ``{queue}:pending`` and so on; ``task`` is the prefix of
@@ -266,12 +277,14 @@ class Torrelque:
         delay_us = 0 if delay is None else _micros(_number('delay', delay, positive=False))
         payload = self._dumps(task, 'task')
         target = self._target(pipeline)
-        task_id = uuid.uuid4().hex
-        args = [self._offset_us, task_id, payload, timeout, delay_us]
-        code = await self._scripts['enqueue'](self._enqueue_keys, args, client=target)
-        if pipeline is None and code == Outcome.DUPLICATE:  # pragma: no cover - needs a uuid4 collision
-            raise TorrelqueError(f'task id {task_id} is already taken')
-        return task_id
+        stored_timeout = '' if timeout == STANDARD_TIMEOUT else timeout
+        while True:
+            task_id = _new_task_id()
+            args = [self._offset_us, task_id, payload, stored_timeout, delay_us]
+            code = await self._scripts['enqueue'](self._enqueue_keys, args, client=target)
+            # A taken id (about one in 10**28) writes nothing; draw another.
+            if pipeline is not None or code != Outcome.DUPLICATE:
+                return task_id
 
     async def dequeue(self, timeout: float | None = None, *, max_tasks: int = 1) -> TaskPair | list[TaskPair]:
         """Takes the next task(s) off the queue for processing, waiting in
@@ -333,7 +346,7 @@ class Torrelque:
         result: list[TaskPair] = []
         while len(result) < max_tasks:
             limit = min(max_tasks - len(result), _DEQUEUE_BATCH)
-            args = [self._offset_us, limit, popped, self.task_timeout]
+            args = [self._offset_us, limit, popped]
             moved, missing = await self._scripts['dequeue'](self._dequeue_keys, args)
             for task_id in missing:
                 logger.warning('Dropped id %s from pending: the queue has no payload for it', _text(task_id))

@@ -32,6 +32,11 @@ def register_scripts(client: Any) -> dict[str, Any]:
     return {name: client.register_script(source) for name, source in SOURCES.items()}
 
 
+#: The task timeout (seconds) of a task whose state stores none: states
+#: leave it out when it has this value (DEFAULT_TIMEOUT in lua/_lib.lua).
+STANDARD_TIMEOUT = 300
+
+
 class Outcome(enum.IntEnum):
     """What a script reports about the task it was asked to move. The
     values mirror the return codes of ``lua/_lib.lua``."""

@@ -4,7 +4,11 @@ when it is registered, so each script can use these locals.
 
 Time: every script reads the Redis server's clock (TIME), shifted by the
 clock seam offset that the client passes as ARGV[1] (integer microseconds,
-0 outside tests). Times are stored as text "<seconds>.<microseconds>".
+0 outside tests). Every time stored (state fields, sorted set scores) is an
+integer number of microseconds since the Unix epoch.
+
+Fields at their default are not stored: counts at 0, and `timeout` when it
+is DEFAULT_TIMEOUT (which keeps a pending task's state small).
 
 Events: each transition is published as one JSON object on the task's own
 channel (named like its state key) and on the queue's events channel. The
@@ -19,10 +23,13 @@ local OK, UNKNOWN, NOT_WORKING, DUPLICATE = 1, 0, -1, -2
 local STATUS_PENDING, STATUS_WORKING, STATUS_DELAYED = 0, 1, 2
 local STATUS_REJECTED = 4
 
+-- Seconds a task has once dequeued when its state stores no `timeout`.
+local DEFAULT_TIMEOUT = 300
+
 -- State fields that events carry, in this order.
 local STATE_FIELDS = {
-  'status', 'timeout', 'enqueue_time', 'dequeue_count', 'requeue_count',
-  'last_dequeue_time', 'last_requeue_time', 'release_time',
+  'status', 'timeout', 'enqueued', 'dequeues', 'requeues',
+  'dequeued', 'requeued', 'released',
 }
 
 local function clock_us(offset_us)
@@ -30,10 +37,10 @@ local function clock_us(offset_us)
   return tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(offset_us)
 end
 
--- Integer microseconds as seconds text, exact to the microsecond.
-local function seconds(us)
-  local s = math.floor(us / 1000000)
-  return string.format('%d.%06d', s, us - s * 1000000)
+-- Integer microseconds as the exact text Redis stores (a Lua number given
+-- to redis.call would be rounded to 14 digits).
+local function us_text(us)
+  return string.format('%d', us)
 end
 
 -- JSON of one transition. The state fields come from the hash when `status`
@@ -58,14 +65,35 @@ local function event_json(state_key, id, event, time_text, status, has_result)
   return table.concat(parts)
 end
 
+-- Publishing to nobody is skipped, and so are the reads that build the
+-- message: a channel is published to when it has subscribers, or when any
+-- pattern subscription exists on the server (one may match it).
+local ANY_PATTERN = redis.call('PUBSUB', 'NUMPAT') > 0
+local events_listened = nil
+
+local function listened(channel)
+  return ANY_PATTERN or redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0
+end
+
 local function publish(events_channel, state_key, id, event, time_text, status, result)
-  local message = event_json(state_key, id, event, time_text, status, result ~= nil)
-  if result ~= nil then
-    redis.call('PUBLISH', state_key, message .. '\n' .. result)
-  else
-    redis.call('PUBLISH', state_key, message)
+  if events_listened == nil then
+    events_listened = listened(events_channel)
   end
-  redis.call('PUBLISH', events_channel, message)
+  local task_listened = listened(state_key)
+  if not (task_listened or events_listened) then
+    return
+  end
+  local message = event_json(state_key, id, event, time_text, status, result ~= nil)
+  if task_listened then
+    if result ~= nil then
+      redis.call('PUBLISH', state_key, message .. '\n' .. result)
+    else
+      redis.call('PUBLISH', state_key, message)
+    end
+  end
+  if events_listened then
+    redis.call('PUBLISH', events_channel, message)
+  end
 end
 
 -- Tells a scheduled sweep, which sleeps until the earliest score of
@@ -73,8 +101,8 @@ end
 -- adding it). The message is the number of seconds from now.
 local function wake_if_earliest(zset_key, wake_channel, score_us, now_us)
   local first = redis.call('ZRANGE', zset_key, 0, 0, 'WITHSCORES')
-  if first[2] == nil or tonumber(first[2]) * 1000000 > score_us then
-    redis.call('PUBLISH', wake_channel, seconds(math.max(score_us - now_us, 0)))
+  if first[2] == nil or tonumber(first[2]) > score_us then
+    redis.call('PUBLISH', wake_channel, string.format('%.6f', math.max(score_us - now_us, 0) / 1000000))
   end
 end
 
@@ -84,7 +112,7 @@ local function enter_queue(pending_key, delayed_key, stats_key, wake_channel, id
   if delay_us > 0 then
     local due_us = now_us + delay_us
     wake_if_earliest(delayed_key, wake_channel, due_us, now_us)
-    redis.call('ZADD', delayed_key, seconds(due_us), id)
+    redis.call('ZADD', delayed_key, us_text(due_us), id)
     redis.call('HINCRBY', stats_key, 'delayed', 1)
     return STATUS_DELAYED
   end

@@ -10,7 +10,7 @@ neither, another consumer has it and it is skipped.
 
 KEYS[1] pending     list of ids waiting (pushed left, popped right)
 KEYS[2] dequeueing  list of ids a blocking dequeue has popped
-KEYS[3] working     sorted set: id -> stale deadline (seconds)
+KEYS[3] working     sorted set: id -> stale deadline (microseconds)
 KEYS[4] tasks       hash: id -> serialised payload
 KEYS[5] stats       hash of the queue's counters
 KEYS[6] events      queue-wide event channel
@@ -19,13 +19,12 @@ KEYS[8] task        prefix of task state keys: "<prefix>:<id>"
 ARGV[1] clock offset (integer microseconds)
 ARGV[2] limit: the most ids to move, `popped` included
 ARGV[3] popped: the id a blocking pop got, or ''
-ARGV[4] task timeout (seconds) for a task whose state hash has none
 Returns {{id, payload, id, payload, ...}, {id, ...}}: the moved tasks, then
 the ids that were popped but have no payload (they are dropped).
 ]]
 local pending_key, dequeueing_key, working_key, tasks_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local stats_key, events_channel, wake_channel, task_prefix = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local offset_us, limit, popped, default_timeout = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local offset_us, limit, popped = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 
 local ids = {}
 if popped ~= '' then
@@ -47,18 +46,14 @@ if #ids == 0 then
 end
 
 local now_us = clock_us(offset_us)
-local now = seconds(now_us)
+local now = us_text(now_us)
 local found, missing, earliest_us = {}, {}, nil
 for _, id in ipairs(ids) do
   local payload = redis.call('HGET', tasks_key, id)
   if payload then
     local state_key = task_prefix .. ':' .. id
-    local timeout = redis.call('HGET', state_key, 'timeout')
-    if not timeout then
-      timeout = default_timeout
-      redis.call('HSET', state_key, 'timeout', timeout)
-    end
-    local deadline_us = now_us + math.floor(tonumber(timeout) * 1000000)
+    local timeout = tonumber(redis.call('HGET', state_key, 'timeout')) or DEFAULT_TIMEOUT
+    local deadline_us = now_us + math.floor(timeout * 1000000)
     if earliest_us == nil or deadline_us < earliest_us then
       earliest_us = deadline_us
     end
@@ -75,9 +70,9 @@ wake_if_earliest(working_key, wake_channel, earliest_us, now_us)
 local pairs_out = {}
 for _, task in ipairs(found) do
   local id, payload, state_key, deadline_us = task[1], task[2], task[3], task[4]
-  redis.call('ZADD', working_key, seconds(deadline_us), id)
-  redis.call('HSET', state_key, 'status', STATUS_WORKING, 'last_dequeue_time', now)
-  redis.call('HINCRBY', state_key, 'dequeue_count', 1)
+  redis.call('ZADD', working_key, us_text(deadline_us), id)
+  redis.call('HSET', state_key, 'status', STATUS_WORKING, 'dequeued', now)
+  redis.call('HINCRBY', state_key, 'dequeues', 1)
   publish(events_channel, state_key, id, 'dequeued', now)
   pairs_out[#pairs_out + 1] = id
   pairs_out[#pairs_out + 1] = payload

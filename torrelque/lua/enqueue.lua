@@ -4,7 +4,7 @@ until it is due.
 
 KEYS[1] tasks     hash: id -> serialised payload
 KEYS[2] pending   list of ids waiting (pushed left, popped right)
-KEYS[3] delayed   sorted set: id -> due time (seconds)
+KEYS[3] delayed   sorted set: id -> due time (microseconds)
 KEYS[4] stats     hash of the queue's counters
 KEYS[5] events    queue-wide event channel
 KEYS[6] wake      channel that wakes a sleeping scheduled sweep
@@ -12,7 +12,7 @@ KEYS[7] task      prefix of task state keys: "<prefix>:<id>"
 ARGV[1] clock offset (integer microseconds)
 ARGV[2] task id
 ARGV[3] serialised payload
-ARGV[4] task timeout (seconds, number text)
+ARGV[4] task timeout (seconds), or '' for DEFAULT_TIMEOUT
 ARGV[5] delay (integer microseconds; 0 puts the task in pending)
 Returns OK, or DUPLICATE (nothing written) when the id is already taken.
 ]]
@@ -27,10 +27,13 @@ if redis.call('HEXISTS', tasks_key, id) == 1 or redis.call('EXISTS', state_key) 
 end
 
 local now_us = clock_us(offset_us)
-local now = seconds(now_us)
+local now = us_text(now_us)
 local status = enter_queue(pending_key, delayed_key, stats_key, wake_channel, id, now_us, delay_us)
 redis.call('HSET', tasks_key, id, payload)
-redis.call('HSET', state_key, 'status', status, 'timeout', timeout, 'enqueue_time', now)
+redis.call('HSET', state_key, 'status', status, 'enqueued', now)
+if timeout ~= '' then
+  redis.call('HSET', state_key, 'timeout', timeout)
+end
 redis.call('HINCRBY', stats_key, 'enqueued', 1)
 publish(events_channel, state_key, id, 'enqueued', now)
 return OK

@@ -5,7 +5,7 @@ leaves `working` and `tasks`; its state hash keeps the raw payload in a
 `payload` field, status REJECTED and the error as its result, with no
 expiry, until an operator deletes it.
 
-KEYS[1] working   sorted set: id -> stale deadline (seconds)
+KEYS[1] working   sorted set: id -> stale deadline (microseconds)
 KEYS[2] tasks     hash: id -> serialised payload
 KEYS[3] stats     hash of the queue's counters
 KEYS[4] events    queue-wide event channel
@@ -26,10 +26,10 @@ if redis.call('ZREM', working_key, id) == 0 then
   return UNKNOWN
 end
 
-local now = seconds(clock_us(offset_us))
+local now = us_text(clock_us(offset_us))
 local payload = redis.call('HGET', tasks_key, id)
 redis.call('HDEL', tasks_key, id)
-redis.call('HSET', state_key, 'status', STATUS_REJECTED, 'result', result, 'release_time', now)
+redis.call('HSET', state_key, 'status', STATUS_REJECTED, 'result', result, 'released', now)
 if payload then
   redis.call('HSET', state_key, 'payload', payload)
 end

@@ -3,7 +3,7 @@ release: takes a finished task out of the queue. With a result, its state
 is kept (final status, result, release time) for `ttl`; without one, every
 trace of the task is removed.
 
-KEYS[1] working   sorted set: id -> stale deadline (seconds)
+KEYS[1] working   sorted set: id -> stale deadline (microseconds)
 KEYS[2] tasks     hash: id -> serialised payload
 KEYS[3] stats     hash of the queue's counters
 KEYS[4] events    queue-wide event channel
@@ -29,12 +29,12 @@ if redis.call('ZREM', working_key, id) == 0 then
   return UNKNOWN
 end
 
-local now = seconds(clock_us(offset_us))
+local now = us_text(clock_us(offset_us))
 redis.call('HDEL', tasks_key, id)
 redis.call('HINCRBY', stats_key, 'released', 1)
 redis.call('HINCRBY', stats_key, tonumber(status) == STATUS_REJECTED and 'rejected' or 'completed', 1)
 if has_result then
-  redis.call('HSET', state_key, 'status', status, 'result', result, 'release_time', now)
+  redis.call('HSET', state_key, 'status', status, 'result', result, 'released', now)
   redis.call('PEXPIRE', state_key, ttl_ms)
   publish(events_channel, state_key, id, 'released', now, nil, result)
 else

@@ -1,9 +1,9 @@
 --[[
 requeue: returns a working task to `pending`, or to `delayed` until it is due.
 
-KEYS[1] working   sorted set: id -> stale deadline (seconds)
+KEYS[1] working   sorted set: id -> stale deadline (microseconds)
 KEYS[2] pending   list of ids waiting (pushed left, popped right)
-KEYS[3] delayed   sorted set: id -> due time (seconds)
+KEYS[3] delayed   sorted set: id -> due time (microseconds)
 KEYS[4] stats     hash of the queue's counters
 KEYS[5] events    queue-wide event channel
 KEYS[6] wake      channel that wakes a sleeping scheduled sweep
@@ -28,10 +28,10 @@ if redis.call('ZREM', working_key, id) == 0 then
 end
 
 local now_us = clock_us(offset_us)
-local now = seconds(now_us)
+local now = us_text(now_us)
 local status = enter_queue(pending_key, delayed_key, stats_key, wake_channel, id, now_us, delay_us)
-redis.call('HSET', state_key, 'status', status, 'last_requeue_time', now)
-redis.call('HINCRBY', state_key, 'requeue_count', 1)
+redis.call('HSET', state_key, 'status', status, 'requeued', now)
+redis.call('HINCRBY', state_key, 'requeues', 1)
 if timeout ~= '' then
   redis.call('HSET', state_key, 'timeout', timeout)
 end

@@ -14,8 +14,8 @@ holds the server for long, whatever the backlog.
 KEYS[1] pending     list of ids waiting (pushed left, popped right)
 KEYS[2] dequeueing  list of ids a blocking dequeue has popped
 KEYS[3] undequeued  set of ids seen in `dequeueing` by the previous sweep
-KEYS[4] working     sorted set: id -> stale deadline (seconds)
-KEYS[5] delayed     sorted set: id -> due time (seconds)
+KEYS[4] working     sorted set: id -> stale deadline (microseconds)
+KEYS[5] delayed     sorted set: id -> due time (microseconds)
 KEYS[6] stats       hash of the queue's counters
 KEYS[7] events      queue-wide event channel
 KEYS[8] task        prefix of task state keys: "<prefix>:<id>"
@@ -32,7 +32,7 @@ local events_channel, task_prefix = KEYS[7], KEYS[8]
 local offset_us, batch, check_dequeueing = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 
 local now_us = clock_us(offset_us)
-local now = seconds(now_us)
+local now = us_text(now_us)
 local budget = batch
 
 local orphans = 0
@@ -94,7 +94,7 @@ local next_us = -1
 for _, key in ipairs({working_key, delayed_key}) do
   local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
   if first[2] then
-    local wait_us = math.max(tonumber(first[2]) * 1000000 - now_us, 0)
+    local wait_us = math.max(tonumber(first[2]) - now_us, 0)
     if next_us < 0 or wait_us < next_us then
       next_us = wait_us
     end

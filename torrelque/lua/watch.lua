@@ -13,7 +13,7 @@ Returns one entry per id: 1 when the task is known, 0 when it is not.
 local task_prefix = KEYS[1]
 local offset_us = ARGV[1]
 
-local now = seconds(clock_us(offset_us))
+local now = us_text(clock_us(offset_us))
 local found = {}
 for i = 2, #ARGV do
   local id = ARGV[i]
