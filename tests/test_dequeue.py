@@ -191,3 +191,23 @@ async def test_client_with_a_socket_timeout_still_waits(
     await asyncio.sleep(0.8)  # past the socket timeout
     task_id = await Torrelque(client, queue=queue_name).enqueue('late')
     assert await waiting == (task_id, 'late')
+
+
+async def test_undecodable_payload_is_kept_even_when_the_error_cannot_be_encoded(
+    client: redis.asyncio.Redis, make_queue: Callable[..., Torrelque]
+) -> None:
+    def bytes_only(obj: object) -> bytes:
+        if not isinstance(obj, bytes):
+            raise TypeError('bytes only')
+        return obj
+
+    def refuse(data: bytes) -> object:
+        raise ValueError('unreadable')
+
+    queue = make_queue(serialiser=TorrelqueTaskSerialiser(bytes_only, refuse))
+    task_id = await queue.enqueue(b'opaque')
+    with pytest.raises(TorrelqueTimeoutError):
+        await queue.dequeue(timeout=0.1)
+    task = await queue.get_task_state(task_id)
+    assert (task.status, task.result) == (TorrelqueTaskStatus.REJECTED, None)
+    assert (await state_hash(client, queue, task_id))['payload'] == 'opaque'

@@ -12,7 +12,7 @@ KEYS[4] events    queue-wide event channel
 KEYS[5] task      prefix of task state keys: "<prefix>:<id>"
 ARGV[1] clock offset (integer microseconds)
 ARGV[2] task id
-ARGV[3] serialised result describing the error
+ARGV[3] serialised result describing the error, or '' when it could not be encoded
 Returns OK; UNKNOWN or NOT_WORKING when the task is not in `working`.
 ]]
 local working_key, tasks_key, stats_key, events_channel, task_prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -29,9 +29,14 @@ end
 local now = us_text(clock_us(offset_us))
 local payload = redis.call('HGET', tasks_key, id)
 redis.call('HDEL', tasks_key, id)
-redis.call('HSET', state_key, 'status', STATUS_REJECTED, 'result', result, 'released', now)
+redis.call('HSET', state_key, 'status', STATUS_REJECTED, 'released', now)
 if payload then
   redis.call('HSET', state_key, 'payload', payload)
+end
+if result ~= '' then
+  redis.call('HSET', state_key, 'result', result)
+else
+  result = nil
 end
 redis.call('HINCRBY', stats_key, 'undecodable', 1)
 publish(events_channel, state_key, id, 'quarantined', now, nil, result)
