@@ -196,7 +196,11 @@ class PubSubHub:
                     logger.info('Event connection restored')
                 failures = 0
                 while True:
-                    self._dispatch(await self._connection.read_response())
+                    response = await self._connection.read_response()
+                    try:
+                        self._dispatch(response)
+                    except Exception:  # a listener's fault must not stop every other
+                        logger.exception('Event listener failed on %r', response)
             except (redis.exceptions.RedisError, OSError) as exc:
                 await self._drop_connection()
                 delay = _RECONNECT_DELAYS[min(failures, len(_RECONNECT_DELAYS) - 1)]
