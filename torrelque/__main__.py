@@ -1,0 +1,5 @@
+"""``python -m torrelque``: the ``torrelque`` command."""
+
+from ._cli import main
+
+main()

@@ -1,0 +1,377 @@
+"""The ``torrelque`` command: a queue's counts and counters, a task's
+state, transitions as they happen, and a sweep, from a shell.
+
+Every command goes through the public :class:`~torrelque.Torrelque` API.
+What an operator can run into (an unreachable server, a wrong password, an
+unknown task, a bad queue name, a watch that times out) is one line on
+stderr and exit status 1; a wrong command line is click's usage error, with
+status 2. Ctrl-C ends ``tail`` with status 0 and any other command with 130.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import logging
+import os
+import sys
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+import redis.asyncio
+import redis.exceptions
+
+from ._errors import TorrelqueError, TorrelqueLookupError
+from ._queue import Torrelque
+from ._types import TorrelqueEvent, TorrelqueTaskSerialiser, TorrelqueTaskState, json_serialiser
+from ._version import __version__
+
+DEFAULT_URL = 'redis://localhost:6379/0'
+URL_ENVVAR = 'TORRELQUE_REDIS_URL'
+
+F = TypeVar('F', bound=Callable[..., Any])
+
+
+class Undecodable:
+    """A stored result that is not JSON: the queue's producers use another
+    serialiser. Shown by size rather than failing the command."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __str__(self) -> str:
+        return f'<{len(self.data)} bytes, not JSON>'
+
+
+def _lenient_loads(data: bytes) -> Any:
+    try:
+        return json_serialiser.loads(data)
+    except Exception:
+        return Undecodable(data)
+
+
+# The command only reads results; it never writes a payload.
+_READER = TorrelqueTaskSerialiser(json_serialiser.dumps, _lenient_loads)
+
+
+class Failure(click.ClickException):
+    """An error shown as one line on stderr, exit status 1."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(' '.join(message.split()))  # one line, whatever the cause says
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f'torrelque: {self.format_message()}', file=file or sys.stderr)
+
+
+# -- formatting -----------------------------------------------------------------
+
+
+def _time(seconds: float | None) -> str:
+    """UTC, to the millisecond, as ISO 8601."""
+    if seconds is None:
+        return '-'
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.isoformat(timespec='milliseconds').replace('+00:00', 'Z')
+
+
+def _now() -> float:
+    return datetime.datetime.now(datetime.UTC).timestamp()
+
+
+def _jsonable(value: Any) -> Any:
+    return str(value) if isinstance(value, Undecodable) else value
+
+
+def _result_text(value: Any) -> str:
+    if isinstance(value, Undecodable):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False, default=_jsonable))
+
+
+def _emit_table(rows: list[tuple[str, Any]], indent: str = '') -> None:
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        click.echo(f'{indent}{name:<{width}}  {value}')
+
+
+def _state_dict(task_id: str, state: TorrelqueTaskState) -> dict[str, Any]:
+    fields = state._asdict()
+    fields['status'] = state.status.name
+    fields['result'] = _jsonable(state.result)
+    return {'task_id': task_id, **fields}
+
+
+def _seconds_text(seconds: float) -> str:
+    return f'{seconds:g} s'
+
+
+# -- running a command ---------------------------------------------------------
+
+
+def _masked(url: str) -> str:
+    """The URL with its password hidden, fit for an error message."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition('@')[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f'{parts.username or ""}:***@{host}'))
+
+
+@contextlib.asynccontextmanager
+async def _open(url: str, name: str) -> AsyncIterator[Torrelque]:
+    """A queue on a client of ``url``, once the server has answered."""
+    try:
+        client = redis.asyncio.Redis.from_url(url)
+    except ValueError as exc:
+        raise Failure(f'bad Redis URL {_masked(url)}: {exc}') from None
+    try:
+        try:
+            # Before anything else: a pub/sub listener would retry for ever
+            # against a server that is not there.
+            await client.ping()
+        except TypeError as exc:  # an option in the URL's query that the client does not know
+            raise Failure(f'bad Redis URL {_masked(url)}: {exc}') from None
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise Failure(f'cannot reach Redis at {_masked(url)}: {exc}') from None
+        try:
+            queue = Torrelque(client, queue=name, serialiser=_READER)
+        except TorrelqueError as exc:
+            raise Failure(str(exc)) from None
+        async with queue:
+            yield queue
+    finally:
+        await client.aclose()
+
+
+def _run(ctx: click.Context, name: str, url: str | None, action: Callable[[Torrelque], Awaitable[None]]) -> None:
+    """Runs ``action`` on the named queue; turns what can go wrong into one line."""
+    settings = ctx.find_object(_Settings)
+    url = url or (settings.url if settings else DEFAULT_URL)
+
+    async def main() -> None:
+        async with _open(url, name) as queue:
+            try:
+                await action(queue)
+            except TorrelqueLookupError as exc:
+                raise Failure(
+                    f'{exc} in queue {name} (never enqueued, released without a result, or its result expired)'
+                ) from None
+            except TorrelqueError as exc:
+                raise Failure(str(exc)) from None
+            except (redis.exceptions.RedisError, OSError) as exc:
+                raise Failure(f'Redis at {_masked(url)}: {exc}') from None
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        _stop(0 if ctx.info_name == 'tail' else 130)
+    except BrokenPipeError:
+        # The reader went away (`torrelque tail Q | head`): nothing more to say.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        _stop(0)
+
+
+def _stop(status: int) -> NoReturn:
+    sys.exit(status)
+
+
+class _Settings:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+
+def _options(command: F) -> F:
+    """The options every command takes."""
+    command = click.option('--json', 'as_json', is_flag=True, help='Print JSON (one object per line).')(command)
+    command = click.option(
+        '--url',
+        metavar='URL',
+        default=None,
+        help=f'Redis URL (overrides the one given before the command and ${URL_ENVVAR}).',
+    )(command)
+    return command
+
+
+# -- the commands --------------------------------------------------------------
+
+
+@click.group(context_settings={'help_option_names': ['-h', '--help']})
+@click.option(
+    '--url',
+    metavar='URL',
+    envvar=URL_ENVVAR,
+    default=DEFAULT_URL,
+    show_default=True,
+    help=(
+        f'Redis URL: redis://[[user]:password@]host[:port][/db], rediss:// for TLS, or unix://path. '
+        f'Also read from ${URL_ENVVAR}.'
+    ),
+)
+@click.version_option(__version__, prog_name='torrelque')
+@click.pass_context
+def cli(ctx: click.Context, url: str) -> None:
+    """Look into torrelque queues on a Redis server.
+
+    QUEUE is a queue's name, as given to Torrelque(queue=...): its keys are
+    {QUEUE}:pending and so on.
+    """
+    ctx.obj = _Settings(url)
+
+
+@cli.command()
+@click.argument('queue')
+@_options
+@click.pass_context
+def stats(ctx: click.Context, queue: str, url: str | None, as_json: bool) -> None:
+    """How many tasks QUEUE holds now, and its counters since it began."""
+
+    async def show(q: Torrelque) -> None:
+        counts = await q.get_queue_stats()
+        counters = await q.get_queue_counters()
+        if as_json:
+            _emit_json({'queue': queue, 'counts': counts._asdict(), 'counters': counters})
+            return
+        click.echo(f'queue {queue}')
+        _emit_table(list(counts._asdict().items()), indent='  ')
+        click.echo('counters')
+        _emit_table(list(counters.items()), indent='  ')
+
+    _run(ctx, queue, url, show)
+
+
+@cli.command()
+@click.argument('queue')
+@click.argument('task_id', metavar='ID')
+@_options
+@click.pass_context
+def task(ctx: click.Context, queue: str, task_id: str, url: str | None, as_json: bool) -> None:
+    """The state of task ID of QUEUE."""
+
+    async def show(q: Torrelque) -> None:
+        state = await q.get_task_state(task_id)
+        if as_json:
+            _emit_json(_state_dict(task_id, state))
+            return
+        _emit_table(
+            [
+                ('task', task_id),
+                ('status', state.status.name),
+                ('timeout', _seconds_text(state.timeout)),
+                ('dequeues', state.dequeue_count),
+                ('requeues', state.requeue_count),
+                ('enqueued', _time(state.enqueue_time)),
+                ('last dequeue', _time(state.last_dequeue_time)),
+                ('last requeue', _time(state.last_requeue_time)),
+                ('released', _time(state.release_time)),
+                ('result', '-' if state.result is None else _result_text(state.result)),
+            ]
+        )
+
+    _run(ctx, queue, url, show)
+
+
+@cli.command()
+@click.argument('queue')
+@click.argument('task_id', metavar='ID')
+@click.option(
+    '--timeout',
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar='SECONDS',
+    help='Give up (exit status 1) when the task is not final by then.',
+)
+@_options
+@click.pass_context
+def watch(ctx: click.Context, queue: str, task_id: str, timeout: float | None, url: str | None, as_json: bool) -> None:
+    """Follow task ID of QUEUE until it is released.
+
+    Prints its state now, then each change of status, until a final one
+    (with the result) or its release without a result. Each line has the
+    time the change was seen (UTC)."""
+
+    async def follow(q: Torrelque) -> None:
+        last: TorrelqueTaskState | None = None
+        async for state in q.watch(task_id, timeout=timeout):
+            last = state
+            if as_json:
+                _emit_json({'time': _now(), **_state_dict(task_id, state)})
+                continue
+            line = f'{_time(_now())}  {state.status.name:<9}  dequeues {state.dequeue_count}'
+            line += f'  requeues {state.requeue_count}'
+            if state.status.isfinal():
+                line += f'  result {_result_text(state.result)}'
+            click.echo(line)
+        if last is None or not last.status.isfinal():
+            # The watch ends without a final state when the task is
+            # released without a result: nothing of it is kept.
+            if as_json:
+                _emit_json({'time': _now(), 'task_id': task_id, 'status': None, 'removed': True})
+            else:
+                click.echo(f'{_time(_now())}  {"REMOVED":<9}  released without a result')
+
+    _run(ctx, queue, url, follow)
+
+
+@cli.command()
+@click.argument('queue')
+@_options
+@click.pass_context
+def tail(ctx: click.Context, queue: str, url: str | None, as_json: bool) -> None:
+    """Print every transition of QUEUE as it happens.
+
+    Runs until Ctrl-C. Each line: the server time of the transition (UTC),
+    the task id, the event, and the task's status after it."""
+
+    async def follow(q: Torrelque) -> None:
+        event: TorrelqueEvent
+        async for event in q.watch_queue():
+            status = None if event.status is None else event.status.name
+            if as_json:
+                _emit_json({'time': event.time, 'task_id': event.task_id, 'event': event.event, 'status': status})
+            else:
+                click.echo(f'{_time(event.time)}  {event.task_id}  {event.event:<11}  {status or "-"}')
+
+    _run(ctx, queue, url, follow)
+
+
+@cli.command()
+@click.argument('queue')
+@_options
+@click.pass_context
+def sweep(ctx: click.Context, queue: str, url: str | None, as_json: bool) -> None:
+    """Return QUEUE's stale and due tasks to pending now.
+
+    Returns stale working tasks (past their timeout), delayed tasks whose
+    time has come, and ids a dead consumer left in dequeueing (one sweep
+    marks those, the next returns them). Prints how many of each."""
+
+    async def run(q: Torrelque) -> None:
+        stale, delayed, undequeued = await q.sweep()
+        counts = {'stale': stale, 'delayed': delayed, 'undequeued': undequeued}
+        if as_json:
+            _emit_json(counts)
+        else:
+            _emit_table(list(counts.items()))
+
+    _run(ctx, queue, url, run)
+
+
+def main() -> None:
+    """The console script."""
+    # The library's warnings (a lost event connection, say) as plain lines.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter('torrelque: %(levelname)s: %(message)s'))
+    logger = logging.getLogger('torrelque')
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    cli(prog_name='torrelque')
