@@ -87,9 +87,11 @@ class RedisServer:
 
     @property
     def url(self) -> str:
+        """The server's URL, for ``redis.asyncio.Redis.from_url``: database 0."""
         return f'redis://{self.host}:{self.port}/0'
 
     def start(self) -> RedisServer:
+        """Starts the server and returns once it accepts connections."""
         self._executor.start()
         return self
 
