@@ -67,23 +67,47 @@ end
 
 -- Publishing to nobody is skipped, and so are the reads that build the
 -- message: a channel is published to when it has subscribers, or when any
--- pattern subscription exists on the server (one may match it).
-local ANY_PATTERN = redis.call('PUBSUB', 'NUMPAT') > 0
-local events_listened = nil
+-- pattern subscription exists on the server (one may match it). What is
+-- learnt is kept for the rest of the call: subscriptions cannot change
+-- while a script runs.
+local any_pattern = nil
+local subscribed = {}
 
-local function listened(channel)
-  return ANY_PATTERN or redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0
+-- Looks up, in one PUBSUB NUMSUB, which of `channels` have subscribers.
+local function learn_listeners(channels)
+  if any_pattern == nil then
+    any_pattern = redis.call('PUBSUB', 'NUMPAT') > 0
+  end
+  if any_pattern or #channels == 0 then
+    return
+  end
+  local counts = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
+  for i = 1, #counts, 2 do
+    subscribed[counts[i]] = counts[i + 1] > 0
+  end
 end
 
+local function listened(channel)
+  if subscribed[channel] == nil then
+    learn_listeners({channel})
+  end
+  return any_pattern or subscribed[channel]
+end
+
+-- Publishes a transition of task `id` on its own channel (`state_key`) and
+-- on `events_channel`, to whichever has listeners. Scripts that move many
+-- tasks call learn_listeners() first with all their channels. A nil
+-- `time_text` reads the clock (offset by ARGV[1]) only if a message is sent.
 local function publish(events_channel, state_key, id, event, time_text, status, result)
-  if events_listened == nil then
-    events_listened = listened(events_channel)
+  if subscribed[events_channel] == nil and subscribed[state_key] == nil then
+    learn_listeners({events_channel, state_key})
   end
   local task_listened = listened(state_key)
+  local events_listened = listened(events_channel)
   if not (task_listened or events_listened) then
     return
   end
-  local message = event_json(state_key, id, event, time_text, status, result ~= nil)
+  local message = event_json(state_key, id, event, time_text or us_text(clock_us(ARGV[1])), status, result ~= nil)
   if task_listened then
     if result ~= nil then
       redis.call('PUBLISH', state_key, message .. '\n' .. result)

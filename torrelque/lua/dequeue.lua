@@ -47,17 +47,18 @@ end
 
 local now_us = clock_us(offset_us)
 local now = us_text(now_us)
+local payloads = redis.call('HMGET', tasks_key, unpack(ids))
 local found, missing, earliest_us = {}, {}, nil
-for _, id in ipairs(ids) do
-  local payload = redis.call('HGET', tasks_key, id)
+for i, id in ipairs(ids) do
+  local payload = payloads[i]
   if payload then
     local state_key = task_prefix .. ':' .. id
-    local timeout = tonumber(redis.call('HGET', state_key, 'timeout')) or DEFAULT_TIMEOUT
-    local deadline_us = now_us + math.floor(timeout * 1000000)
+    local state = redis.call('HMGET', state_key, 'timeout', 'dequeues')
+    local deadline_us = now_us + math.floor((tonumber(state[1]) or DEFAULT_TIMEOUT) * 1000000)
     if earliest_us == nil or deadline_us < earliest_us then
       earliest_us = deadline_us
     end
-    found[#found + 1] = {id, payload, state_key, deadline_us}
+    found[#found + 1] = {id, payload, state_key, deadline_us, (tonumber(state[2]) or 0) + 1}
   else
     missing[#missing + 1] = id
   end
@@ -67,15 +68,20 @@ if #found == 0 then
 end
 
 wake_if_earliest(working_key, wake_channel, earliest_us, now_us)
-local pairs_out = {}
+local pairs_out, scores, channels = {}, {}, {events_channel}
 for _, task in ipairs(found) do
-  local id, payload, state_key, deadline_us = task[1], task[2], task[3], task[4]
-  redis.call('ZADD', working_key, us_text(deadline_us), id)
-  redis.call('HSET', state_key, 'status', STATUS_WORKING, 'dequeued', now)
-  redis.call('HINCRBY', state_key, 'dequeues', 1)
-  publish(events_channel, state_key, id, 'dequeued', now)
+  local id, payload, state_key, deadline_us, dequeues = task[1], task[2], task[3], task[4], task[5]
+  scores[#scores + 1] = us_text(deadline_us)
+  scores[#scores + 1] = id
+  redis.call('HSET', state_key, 'status', STATUS_WORKING, 'dequeued', now, 'dequeues', dequeues)
+  channels[#channels + 1] = state_key
   pairs_out[#pairs_out + 1] = id
   pairs_out[#pairs_out + 1] = payload
 end
+redis.call('ZADD', working_key, unpack(scores))
 redis.call('HINCRBY', stats_key, 'dequeued', #found)
+learn_listeners(channels)
+for _, task in ipairs(found) do
+  publish(events_channel, task[3], task[1], 'dequeued', now)
+end
 return {pairs_out, missing}

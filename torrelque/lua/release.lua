@@ -29,16 +29,16 @@ if redis.call('ZREM', working_key, id) == 0 then
   return UNKNOWN
 end
 
-local now = us_text(clock_us(offset_us))
 redis.call('HDEL', tasks_key, id)
 redis.call('HINCRBY', stats_key, 'released', 1)
 redis.call('HINCRBY', stats_key, tonumber(status) == STATUS_REJECTED and 'rejected' or 'completed', 1)
 if has_result then
+  local now = us_text(clock_us(offset_us))
   redis.call('HSET', state_key, 'status', status, 'result', result, 'released', now)
   redis.call('PEXPIRE', state_key, ttl_ms)
   publish(events_channel, state_key, id, 'released', now, nil, result)
 else
   redis.call('DEL', state_key)
-  publish(events_channel, state_key, id, 'removed', now, status)
+  publish(events_channel, state_key, id, 'removed', nil, status)  -- the time only if it is sent
 end
 return OK
