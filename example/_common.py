@@ -1,0 +1,162 @@
+"""What the examples share: where Redis is, a clean stop on Ctrl-C or
+SIGTERM, a consumer loop that can be stopped between tasks, and retries with
+exponential back-off.
+
+Not an example of its own: ``producer_consumer.py``, ``batch_processing.py``
+and ``wait_until_complete.py`` import it from the same folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import redis.asyncio
+import redis.exceptions
+
+from torrelque import Torrelque, TorrelqueTaskStatus, TorrelqueTimeoutError
+
+#: ``main(args, redis_url, stop)``: the example's body; returns the exit code.
+Main = Callable[[argparse.Namespace, str, asyncio.Event], Awaitable[int]]
+#: Handles one batch of dequeued ``(task_id, task)`` pairs; ``False`` stops its consumer.
+Handler = Callable[[list[tuple[str, Any]]], Awaitable[bool | None]]
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    """An argument parser described by the example's docstring, with
+    ``--redis-url``."""
+    summary, _, details = (doc or '').strip().partition('\n')
+    result = argparse.ArgumentParser(
+        description=summary, epilog=details.strip() or None, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    result.add_argument(
+        '--redis-url',
+        metavar='URL',
+        help='a Redis server to use, e.g. redis://localhost:6379/0 '
+        '(default: start a private redis-server for the run, and stop it after)',
+    )
+    return result
+
+
+@contextlib.contextmanager
+def redis_server(url: str | None) -> Iterator[str]:
+    """Yields ``url``, or, without one, the URL of a private ``redis-server``
+    that runs (in a temporary directory) until the block ends. A missing
+    ``redis-server`` ends the program with a one-line message."""
+    if url:
+        yield url
+        return
+    try:
+        from torrelque.server import RedisServer, RedisServerMissing
+    except ImportError as exc:  # mirakuru: the demo extra
+        raise SystemExit(f"Cannot start a private redis-server ({exc}): pip install -e '.[demo]'") from None
+    try:
+        server = RedisServer()
+    except RedisServerMissing as exc:
+        raise SystemExit(f'{exc}; or pass --redis-url redis://HOST:PORT/0 to use a running server') from None
+    with server:
+        print(f'Started a private redis-server at {server.url}', file=sys.stderr, flush=True)
+        yield server.url
+
+
+def run(main: Main, args: argparse.Namespace) -> None:
+    """Runs ``main`` on the chosen Redis server and exits with its code.
+
+    SIGINT (Ctrl-C) and SIGTERM set the ``stop`` event that ``main`` gets,
+    for it to wind down; a second Ctrl-C interrupts at once.
+    """
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress reaches pipes at once
+    with redis_server(args.redis_url) as url:
+        code = asyncio.run(_main_until_stopped(main, args, url))
+    sys.exit(code)
+
+
+async def _main_until_stopped(main: Main, args: argparse.Namespace, url: str) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if not stop.is_set():
+            print(f'\n{signal.Signals(signum).name}: stopping (Ctrl-C again to force)', file=sys.stderr, flush=True)
+            stop.set()
+        # The next Ctrl-C interrupts whatever runs, as usual.
+        loop.remove_signal_handler(signal.SIGINT)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        return await main(args, url, stop)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+@contextlib.asynccontextmanager
+async def open_queue(url: str, name: str) -> AsyncIterator[tuple[redis.asyncio.Redis, Torrelque]]:
+    """A new client and a queue on it, both closed after the block. A server
+    that cannot be reached ends the program with a one-line message."""
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        try:
+            await client.ping()
+        except (redis.exceptions.ConnectionError, OSError) as exc:
+            raise SystemExit(f'Cannot reach Redis at {url}: {exc}') from None
+        async with Torrelque(client, queue=name) as queue:
+            yield client, queue
+    finally:
+        await client.aclose()
+
+
+async def sleep_unless(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleeps, unless ``stop`` is set first; says whether it slept it all."""
+    try:
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    except TimeoutError:
+        return True
+    return False
+
+
+async def consume(
+    queue: Torrelque, stop: asyncio.Event, handle: Handler, *, max_tasks: int = 1, poll: float = 0.5
+) -> None:
+    """Dequeues and handles tasks until ``stop`` is set or ``handle`` returns
+    ``False``.
+
+    It waits for tasks in short blocking dequeues and looks at ``stop``
+    between them, rather than being cancelled: a dequeue cut off half-way
+    could leave an id in ``dequeueing`` until the sweep brings it back.
+    """
+    while not stop.is_set():
+        try:
+            got = await queue.dequeue(timeout=poll, max_tasks=max_tasks)
+        except TorrelqueTimeoutError:
+            continue
+        if await handle(got if max_tasks > 1 else [got]) is False:
+            return
+
+
+async def retry_or_reject(
+    queue: Torrelque, task_id: str, error: str, *, max_attempts: int, backoff: float, attempts: int | None = None
+) -> str:
+    """Gives a failed working task another attempt after an exponential
+    back-off (``backoff``, twice that, four times ...), or, after
+    ``max_attempts`` attempts, releases it as ``REJECTED`` with the error as
+    its result. Returns what it did: ``'retried'`` or ``'rejected'``.
+
+    :param attempts: the attempts so far, this one included (default: the
+        task's ``dequeue_count``).
+    """
+    if attempts is None:
+        attempts = (await queue.get_task_state(task_id)).dequeue_count
+    if attempts >= max_attempts:
+        result = {'error': error, 'attempts': attempts}
+        await queue.release(task_id, result=result, status=TorrelqueTaskStatus.REJECTED)
+        return 'rejected'
+    await queue.requeue(task_id, delay=backoff * 2 ** (attempts - 1))
+    return 'retried'

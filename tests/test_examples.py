@@ -1,0 +1,75 @@
+"""The command-line examples run as a person runs them, and do what their
+docstrings promise."""
+
+from __future__ import annotations
+
+import re
+import signal
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis.asyncio
+from example_programs import PRIVATE_REDIS_LINE, Program, port_is_open
+from helpers import raw
+
+from torrelque import Torrelque
+
+
+def unique_queue(prefix: str) -> str:
+    return f'{prefix}-{uuid.uuid4().hex[:12]}'
+
+
+def test_batch_processing_does_every_task_exactly_once(redis_url: str) -> None:
+    args = ['-n', '1200', '-c', '3', '-b', '100', '--max-tasks', '7']
+    with Program('batch_processing.py', *args, '--redis-url', redis_url, '--queue', unique_queue('batch')) as program:
+        assert program.wait(120) == 0, program.output + program.errors
+    assert 'Enqueued 1200 tasks in 12 pipelined batches' in program.output
+    match = re.search(r'Done 1200 tasks with 3 consumers in ([\d.]+) s: (\d+) tasks/s', program.output)
+    assert match, program.output
+    assert float(match.group(1)) > 0 and int(match.group(2)) > 0
+    assert 'Check passed: all 1200 tasks done exactly once' in program.output
+
+
+def test_batch_processing_on_its_own_redis_server() -> None:
+    with Program('batch_processing.py', '-n', '50', '-c', '2') as program:
+        assert program.wait(120) == 0, program.output + program.errors
+    assert 'Check passed: all 50 tasks done exactly once' in program.output
+    host, port = PRIVATE_REDIS_LINE.search(program.errors).groups()  # type: ignore[union-attr]
+    assert not port_is_open(host, int(port)), 'the private redis-server outlived the example'
+
+
+@pytest.mark.parametrize('script', ['batch_processing.py', 'producer_consumer.py', 'wait_until_complete.py'])
+def test_missing_redis_server_is_one_clear_line(script: str, tmp_path: Path) -> None:
+    # A PATH with no redis-server on it (the interpreter is named in full).
+    with Program(script, env={'PATH': str(tmp_path)}) as program:
+        code = program.wait(60)
+    assert code != 0
+    lines = program.errors.strip().splitlines()
+    assert len(lines) == 1, program.errors
+    assert 'redis-server is not installed' in lines[0]
+    assert '--redis-url' in lines[0]
+
+
+async def test_producer_consumer_stops_cleanly_and_loses_nothing(
+    redis_url: str, make_client: Callable[..., redis.asyncio.Redis]
+) -> None:
+    name = unique_queue('jobs')
+    args = ['--rate', '40', '--work', '0.2', '--failure-chance', '0.3', '--backoff', '0.2', '--report-every', '0.2']
+    with Program('producer_consumer.py', *args, '--redis-url', redis_url, '--queue', name) as program:
+        # Running for real: tasks done, and some retried.
+        program.wait_for(r'completed ([1-9]\d+), retried [1-9]', timeout=60)
+        assert program.stop(signal.SIGINT) == 0, program.errors
+    assert 'Traceback' not in program.errors, program.errors
+    produced = int(re.search(r'Stopped: produced (\d+)', program.output).group(1))  # type: ignore[union-attr]
+
+    client = make_client()
+    state = await raw(client, Torrelque(client, queue=name))
+    # No task left half-taken: every unfinished one is waiting, in one place.
+    assert state.dequeueing == [] and state.working == []
+    assert sorted(state.pending + state.delayed) == sorted(state.tasks)
+    # Nothing lost: every task enqueued is either released or still there.
+    assert state.stats['enqueued'] == produced
+    assert state.stats['released'] == state.stats.get('completed', 0) + state.stats.get('rejected', 0)
+    assert state.stats['enqueued'] == state.stats['released'] + len(state.tasks)
