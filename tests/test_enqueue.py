@@ -80,7 +80,7 @@ async def test_pipeline_enqueue_is_executed_by_the_caller(client: redis.asyncio.
         ids = [await queue.enqueue(i, pipeline=pipe) for i in range(100)]
         assert (await raw(client, queue)).pending == []  # nothing before execute()
         results = await pipe.execute()
-    assert results == [1] * 100
+    assert results == [[1] * 100]  # consecutive enqueues share one script call
     assert (await raw(client, queue)).pending == ids
     assert [await queue.dequeue(timeout=1) for _ in range(3)] == [(ids[0], 0), (ids[1], 1), (ids[2], 2)]
 

@@ -22,7 +22,7 @@ from ._errors import (
     TorrelqueValueError,
 )
 from ._events import PubSubHub, QueueWatch, TaskWatch, make_state
-from ._scripts import STANDARD_TIMEOUT, Outcome, accepted, register_scripts
+from ._scripts import STANDARD_TIMEOUT, Outcome, PipelineBatches, accepted, register_scripts
 from ._types import (
     TorrelqueQueueStats,
     TorrelqueTaskSerialiser,
@@ -51,8 +51,9 @@ COUNTERS = (
     'undecodable',
 )
 
-# The most tasks one dequeue script call moves; larger max_tasks take more calls.
-_DEQUEUE_BATCH = 250
+# The most tasks one dequeue script call moves; larger max_tasks take more
+# calls. Also the most enqueues into a pipeline that share one script call.
+_BATCH = 250
 
 # Task ids: 16 characters of [0-9A-Za-z] from 16 random bytes (95 bits of
 # entropy). Short ids make every key, list entry and hash field that holds
@@ -173,6 +174,7 @@ class Torrelque:
 
         k = self.keys
         self._enqueue_keys = [k['tasks'], k['pending'], k['delayed'], k['stats'], k['events'], k['wake'], k['task']]
+        self._enqueue_batches = PipelineBatches(self._scripts['enqueue'], self._enqueue_keys, _BATCH)
         self._dequeue_keys = [
             k['pending'], k['dequeueing'], k['working'], k['tasks'],
             k['stats'], k['events'], k['wake'], k['task'],
@@ -268,7 +270,10 @@ class Torrelque:
             scheduled sweep makes it pending within milliseconds of its due
             time.
         :param pipeline: a caller's ``client.pipeline(transaction=True)``
-            to add the enqueue to; the caller executes it.
+            to add the enqueue to; the caller executes it. Consecutive
+            enqueues into one pipeline share one script call (of up to 250
+            tasks), whose entry in the pipeline's results is a list of one
+            code per task (1 when enqueued).
         :return: the task's id.
         :raises TorrelqueSerialiserError: the serialiser cannot encode the task.
         :raises TorrelqueValueError: a timeout or delay out of range.
@@ -278,12 +283,16 @@ class Torrelque:
         payload = self._dumps(task, 'task')
         target = self._target(pipeline)
         stored_timeout = '' if timeout == STANDARD_TIMEOUT else timeout
+        if pipeline is not None:
+            task_id = _new_task_id()
+            await self._enqueue_batches.add(target, [self._offset_us], [task_id, payload, stored_timeout, delay_us])
+            return task_id
         while True:
             task_id = _new_task_id()
             args = [self._offset_us, task_id, payload, stored_timeout, delay_us]
-            code = await self._scripts['enqueue'](self._enqueue_keys, args, client=target)
+            (code,) = await self._scripts['enqueue'](self._enqueue_keys, args)
             # A taken id (about one in 10**28) writes nothing; draw another.
-            if pipeline is not None or code != Outcome.DUPLICATE:
+            if code != Outcome.DUPLICATE:
                 return task_id
 
     async def dequeue(self, timeout: float | None = None, *, max_tasks: int = 1) -> TaskPair | list[TaskPair]:
@@ -345,7 +354,7 @@ class Torrelque:
         """Moves ready tasks to working and decodes them."""
         result: list[TaskPair] = []
         while len(result) < max_tasks:
-            limit = min(max_tasks - len(result), _DEQUEUE_BATCH)
+            limit = min(max_tasks - len(result), _BATCH)
             args = [self._offset_us, limit, popped]
             moved, missing = await self._scripts['dequeue'](self._dequeue_keys, args)
             for task_id in missing:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import enum
 import logging
+import weakref
+from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any
 
@@ -30,6 +32,52 @@ SOURCES = {name: f'{_LIB}\n{_read(name)}' for name in SCRIPT_NAMES}
 def register_scripts(client: Any) -> dict[str, Any]:
     """Registers every script with ``client``; returns them by name."""
     return {name: client.register_script(source) for name, source in SOURCES.items()}
+
+
+class PipelineBatches:
+    """Joins consecutive calls of one script, added to a caller's pipeline
+    by one queue, into a single script call of up to ``limit`` items, each
+    item being a run of ARGV values after the call's common ones.
+
+    A call joins the previous one while that is still the last command of
+    the pipeline (nothing was added after it, and the pipeline was not
+    executed or reset since) and has the same common values. It does so by
+    replacing that command in the pipeline's ``command_stack``, which every
+    redis-py Pipeline keeps as a list of ``(args, options)``; a pipeline
+    that keeps it otherwise, or that executes commands at once (after
+    ``WATCH``), gets one script call per item. The caller's results then
+    hold one entry per script call, whatever the script returns for its
+    batch.
+    """
+
+    def __init__(self, script: Any, keys: Sequence[str], limit: int) -> None:
+        self._script = script
+        self._keys = list(keys)
+        self._limit = limit
+        # Per pipeline: the args of the last command this added, its common
+        # values and how many items it holds.
+        self._open: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], tuple[Any, ...], int]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def add(self, pipeline: Any, common: Sequence[Any], item: Sequence[Any]) -> None:
+        common = tuple(common)
+        stack = getattr(pipeline, 'command_stack', None)
+        last = self._open.get(pipeline)
+        if last is not None and isinstance(stack, list) and stack:
+            args, last_common, count = last
+            entry = stack[-1]
+            if entry[0] is args and last_common == common and count < self._limit:
+                joined = (*args, *item)
+                stack[-1] = (joined, entry[1])
+                self._open[pipeline] = (joined, common, count + 1)
+                return
+        await self._script(self._keys, [*common, *item], client=pipeline)
+        stack = getattr(pipeline, 'command_stack', None)
+        if isinstance(stack, list) and stack and stack[-1][0][1:2] == (self._script.sha,):
+            self._open[pipeline] = (stack[-1][0], common, 1)
+        else:
+            self._open.pop(pipeline, None)
 
 
 #: The task timeout (seconds) of a task whose state stores none: states

@@ -1,0 +1,115 @@
+"""Consecutive enqueues into one pipeline share one script call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import redis.asyncio
+from helpers import raw, server_now, state_hash
+
+from torrelque import Torrelque, TorrelqueEvent
+from torrelque import TorrelqueTaskStatus as S
+
+
+async def test_a_long_run_is_split_into_bounded_calls(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    async with client.pipeline(transaction=True) as pipe:
+        ids = [await queue.enqueue(n, pipeline=pipe) for n in range(600)]
+        assert len(pipe) == 3
+        results = await pipe.execute()
+    assert results == [[1] * 250, [1] * 250, [1] * 100]
+    state = await raw(client, queue)
+    assert state.pending == ids
+    assert state.stats == {'enqueued': 600}
+    assert [await queue.dequeue(timeout=1) for _ in range(3)] == [(ids[0], 0), (ids[1], 1), (ids[2], 2)]
+
+
+async def test_another_command_ends_the_batch(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    async with client.pipeline(transaction=True) as pipe:
+        first = [await queue.enqueue(n, pipeline=pipe) for n in range(2)]
+        pipe.llen(queue.keys['pending'])
+        last = await queue.enqueue(2, pipeline=pipe)
+        results = await pipe.execute()
+    # The LLEN ran between the two calls, where the caller put it.
+    assert results == [[1, 1], 2, [1]]
+    assert (await raw(client, queue)).pending == [*first, last]
+
+
+async def test_each_task_keeps_its_own_options(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    now = await server_now(client)
+    async with client.pipeline(transaction=True) as pipe:
+        plain = await queue.enqueue('plain', pipeline=pipe)
+        later = await queue.enqueue('later', delay=60, pipeline=pipe)
+        short = await queue.enqueue('short', task_timeout=5, pipeline=pipe)
+        assert len(pipe) == 1
+        await pipe.execute()
+    state = await raw(client, queue)
+    assert state.pending == [plain, short]
+    assert state.delayed == [later]
+    assert state.stats == {'enqueued': 3, 'delayed': 1}
+    assert (await queue.get_task_state(later)).status == S.DELAYED
+    assert now + 59 <= (await client.zscore(queue.keys['delayed'], later)) / 1e6 <= now + 62
+    assert float((await state_hash(client, queue, short))['timeout']) == 5
+    assert 'timeout' not in await state_hash(client, queue, plain)
+
+
+async def test_a_new_clock_offset_starts_a_new_call(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    async with client.pipeline(transaction=True) as pipe:
+        now = await queue.enqueue('now', pipeline=pipe)
+        queue.clock_offset = 1000
+        ahead = await queue.enqueue('ahead', pipeline=pipe)
+        assert len(pipe) == 2
+        await pipe.execute()
+    times = [(await queue.get_task_state(task_id)).enqueue_time for task_id in (now, ahead)]
+    assert 999 < times[1] - times[0] < 1001
+
+
+async def test_a_pipeline_used_again_starts_afresh(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    async with client.pipeline(transaction=False) as pipe:
+        first = [await queue.enqueue(n, pipeline=pipe) for n in range(3)]
+        assert await pipe.execute() == [[1, 1, 1]]
+        second = [await queue.enqueue(n, pipeline=pipe) for n in range(2)]
+        assert await pipe.execute() == [[1, 1]]
+    assert (await raw(client, queue)).pending == [*first, *second]
+
+
+async def test_queues_sharing_a_pipeline_keep_their_own_calls(
+    client: redis.asyncio.Redis, make_queue: Callable[..., Torrelque], queue_name: str
+) -> None:
+    one, other = make_queue(), make_queue(queue=f'{queue_name}-other')
+    async with client.pipeline(transaction=True) as pipe:
+        await one.enqueue(1, pipeline=pipe)
+        await other.enqueue(2, pipeline=pipe)
+        await one.enqueue(3, pipeline=pipe)
+        assert await pipe.execute() == [[1], [1], [1]]
+    assert [len((await raw(client, queue)).pending) for queue in (one, other)] == [2, 1]
+
+
+async def test_a_watched_pipeline_runs_each_enqueue_at_once(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    async with client.pipeline(transaction=True) as pipe:
+        await pipe.watch(queue.keys['pending'])
+        # Watching, before multi(), a pipeline executes commands at once.
+        task_id = await queue.enqueue('now', pipeline=pipe)
+        assert (await raw(client, queue)).pending == [task_id]
+        other = await queue.enqueue('also now', pipeline=pipe)
+        assert (await raw(client, queue)).pending == [task_id, other]
+
+
+async def test_every_task_of_a_batch_has_its_event(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    events: list[TorrelqueEvent] = []
+
+    async def tail() -> None:
+        async for event in queue.watch_queue():
+            events.append(event)
+            if len(events) == 5:
+                return
+
+    tailing = asyncio.create_task(tail())
+    await asyncio.sleep(0.1)
+    async with client.pipeline(transaction=True) as pipe:
+        ids = [await queue.enqueue(n, pipeline=pipe) for n in range(5)]
+        await pipe.execute()
+    await asyncio.wait_for(tailing, 5)
+    assert [(event.task_id, event.event, event.status) for event in events] == [
+        (task_id, 'enqueued', S.PENDING) for task_id in ids
+    ]
