@@ -19,7 +19,7 @@ import os
 import sys
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 import redis.asyncio
@@ -27,7 +27,7 @@ import redis.exceptions
 
 from ._errors import TorrelqueError, TorrelqueLookupError
 from ._queue import Torrelque
-from ._types import TorrelqueEvent, TorrelqueTaskSerialiser, TorrelqueTaskState, json_serialiser
+from ._types import TorrelqueTaskSerialiser, TorrelqueTaskState, json_serialiser
 from ._version import __version__
 
 DEFAULT_URL = 'redis://localhost:6379/0'
@@ -152,15 +152,24 @@ async def _open(url: str, name: str) -> AsyncIterator[Torrelque]:
         await client.aclose()
 
 
-def _run(ctx: click.Context, name: str, url: str | None, action: Callable[[Torrelque], Awaitable[None]]) -> None:
-    """Runs ``action`` on the named queue; turns what can go wrong into one line."""
-    settings = ctx.find_object(_Settings)
-    url = url or (settings.url if settings else DEFAULT_URL)
+def _run(
+    ctx: click.Context,
+    name: str,
+    url: str | None,
+    action: Callable[[Torrelque], Awaitable[None]],
+    *,
+    interrupted: int = 130,
+) -> None:
+    """Runs ``action`` on the named queue; turns what can go wrong into one
+    line, and Ctrl-C into the exit status ``interrupted``."""
+    url = url or ctx.obj or DEFAULT_URL
 
     async def main() -> None:
         async with _open(url, name) as queue:
             try:
                 await action(queue)
+            except BrokenPipeError:
+                raise
             except TorrelqueLookupError as exc:
                 raise Failure(
                     f'{exc} in queue {name} (never enqueued, released without a result, or its result expired)'
@@ -173,21 +182,13 @@ def _run(ctx: click.Context, name: str, url: str | None, action: Callable[[Torre
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
-        _stop(0 if ctx.info_name == 'tail' else 130)
+        sys.exit(interrupted)
     except BrokenPipeError:
-        # The reader went away (`torrelque tail Q | head`): nothing more to say.
+        # The reader went away (`torrelque tail Q | head`): nothing more to
+        # say, and nothing to flush at exit either.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        _stop(0)
-
-
-def _stop(status: int) -> NoReturn:
-    sys.exit(status)
-
-
-class _Settings:
-    def __init__(self, url: str) -> None:
-        self.url = url
+        sys.exit(0)
 
 
 def _options(command: F) -> F:
@@ -225,7 +226,7 @@ def cli(ctx: click.Context, url: str) -> None:
     QUEUE is a queue's name, as given to Torrelque(queue=...): its keys are
     {QUEUE}:pending and so on.
     """
-    ctx.obj = _Settings(url)
+    ctx.obj = url
 
 
 @cli.command()
@@ -333,7 +334,6 @@ def tail(ctx: click.Context, queue: str, url: str | None, as_json: bool) -> None
     the task id, the event, and the task's status after it."""
 
     async def follow(q: Torrelque) -> None:
-        event: TorrelqueEvent
         async for event in q.watch_queue():
             status = None if event.status is None else event.status.name
             if as_json:
@@ -341,7 +341,7 @@ def tail(ctx: click.Context, queue: str, url: str | None, as_json: bool) -> None
             else:
                 click.echo(f'{_time(event.time)}  {event.task_id}  {event.event:<11}  {status or "-"}')
 
-    _run(ctx, queue, url, follow)
+    _run(ctx, queue, url, follow, interrupted=0)
 
 
 @cli.command()
