@@ -63,6 +63,10 @@ _ID_ALPHABET = bytes(range(256)).translate(
 )
 
 
+# A final status as the release script gets it.
+_STATUS_ARGS = {status: b'%d' % status for status in TorrelqueTaskStatus}
+
+
 def _new_task_id() -> str:
     return os.urandom(16).translate(_ID_ALPHABET).decode()
 
@@ -167,12 +171,15 @@ class Torrelque:
         socket_timeout = _socket_timeout(client)
         self._block_limit = socket_timeout / 2 if socket_timeout else None
         self._offset_us = 0
+        self._offset_arg = b'0'  # the offset as scripts get it
         self._hub: PubSubHub | None = None
         self._sweep_task: asyncio.Task[None] | None = None
         self._sweep_due = 0.0
         self._sweep_woken: asyncio.Event | None = None
 
-        k = self.keys
+        # Script arguments go as bytes: redis-py sends them as they are,
+        # where it would encode text and format numbers on every call.
+        k = {role: name.encode() for role, name in self.keys.items()}
         self._enqueue_keys = [k['tasks'], k['pending'], k['delayed'], k['stats'], k['events'], k['wake'], k['task']]
         self._enqueue_batches = PipelineBatches(self._scripts['enqueue'], self._enqueue_keys, _BATCH)
         self._dequeue_keys = [
@@ -200,6 +207,7 @@ class Torrelque:
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
             raise TorrelqueValueError(f'clock_offset must be a finite number of seconds, not {seconds!r}')
         self._offset_us = _micros(seconds)
+        self._offset_arg = b'%d' % self._offset_us
 
     # -- helpers -----------------------------------------------------------------
 
@@ -285,11 +293,11 @@ class Torrelque:
         stored_timeout = '' if timeout == STANDARD_TIMEOUT else timeout
         if pipeline is not None:
             task_id = _new_task_id()
-            await self._enqueue_batches.add(target, [self._offset_us], [task_id, payload, stored_timeout, delay_us])
+            await self._enqueue_batches.add(target, [self._offset_arg], [task_id, payload, stored_timeout, delay_us])
             return task_id
         while True:
             task_id = _new_task_id()
-            args = [self._offset_us, task_id, payload, stored_timeout, delay_us]
+            args = [self._offset_arg, task_id, payload, stored_timeout, delay_us]
             (code,) = await self._scripts['enqueue'](self._enqueue_keys, args)
             # A taken id (about one in 10**28) writes nothing; draw another.
             if code != Outcome.DUPLICATE:
@@ -355,7 +363,7 @@ class Torrelque:
         result: list[TaskPair] = []
         while len(result) < max_tasks:
             limit = min(max_tasks - len(result), _BATCH)
-            args = [self._offset_us, limit, popped]
+            args = [self._offset_arg, limit, popped]
             moved, missing = await self._scripts['dequeue'](self._dequeue_keys, args)
             for task_id in missing:
                 logger.warning('Dropped id %s from pending: the queue has no payload for it', _text(task_id))
@@ -380,7 +388,7 @@ class Torrelque:
             result = self._dumps(error, 'error')
         except TorrelqueSerialiserError:
             result = b''
-        args = [self._offset_us, task_id, result]
+        args = [self._offset_arg, task_id, result]
         await self._scripts['quarantine'](self._release_keys, args)
 
     async def requeue(
@@ -407,7 +415,7 @@ class Torrelque:
         delay_us = 0 if delay is None else _micros(_number('delay', delay, positive=False))
         timeout = '' if task_timeout is None else _number('task_timeout', task_timeout, positive=True)
         target = self._target(pipeline)
-        args = [self._offset_us, task_id, delay_us, timeout]
+        args = [self._offset_arg, task_id, delay_us, timeout]
         code = await self._scripts['requeue'](self._requeue_keys, args, client=target)
         return None if pipeline is not None else accepted(code, 'Requeue', task_id)
 
@@ -450,7 +458,8 @@ class Torrelque:
         ttl = self.result_ttl if result_ttl is None else _number('result_ttl', result_ttl, positive=True)
         data = b'' if result is None else self._dumps(result, 'result')
         target = self._target(pipeline)
-        args = [self._offset_us, task_id, int(final), data, 0 if result is None else 1, max(1, _micros(ttl) // 1000)]
+        ttl_ms = b'%d' % max(1, _micros(ttl) // 1000)
+        args = [self._offset_arg, task_id, _STATUS_ARGS[final], data, b'0' if result is None else b'1', ttl_ms]
         code = await self._scripts['release'](self._release_keys, args, client=target)
         return None if pipeline is not None else accepted(code, 'Release', task_id)
 
@@ -473,7 +482,7 @@ class Torrelque:
         stale = due = orphans = 0
         first = True
         while True:
-            args = [self._offset_us, self.sweep_batch_size, 1 if first else 0]
+            args = [self._offset_arg, self.sweep_batch_size, 1 if first else 0]
             moved_stale, moved_due, moved_orphans, more, next_us = await self._scripts['sweep'](self._sweep_keys, args)
             stale += moved_stale
             due += moved_due
@@ -593,7 +602,7 @@ class Torrelque:
         return self._hub
 
     async def _publish_snapshots(self, task_ids: Sequence[str]) -> list[int]:
-        found: list[int] = await self._scripts['watch']([self.keys['task']], [self._offset_us, *task_ids])
+        found: list[int] = await self._scripts['watch']([self.keys['task']], [self._offset_arg, *task_ids])
         return found
 
     def watch(self, task_id: TaskId, *, timeout: float | None = None) -> TaskWatch:

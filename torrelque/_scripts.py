@@ -50,7 +50,7 @@ class PipelineBatches:
     batch.
     """
 
-    def __init__(self, script: Any, keys: Sequence[str], limit: int) -> None:
+    def __init__(self, script: Any, keys: Sequence[bytes], limit: int) -> None:
         self._script = script
         self._keys = list(keys)
         self._limit = limit
