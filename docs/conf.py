@@ -37,6 +37,8 @@ autodoc_typehints = 'description'
 autodoc_typehints_description_target = 'documented_params'
 autodoc_preserve_defaults = True
 autoclass_content = 'class'
+# torrelque.server needs it at run time (the test and demo extras), not here.
+autodoc_mock_imports = ['mirakuru']
 
 intersphinx_mapping: dict[str, tuple[str, str | None]] = {}
 if os.environ.get('TORRELQUE_DOCS_INTERSPHINX') == '1':
