@@ -1,0 +1,497 @@
+"""The demo: start tasks from a web page and watch them run, live.
+
+Run it (it starts a private redis-server for its lifetime; or pass
+--redis-url), then open http://127.0.0.1:8888:
+
+    python example/wait_until_complete.py
+
+A Tornado app enqueues the tasks you start on the page, and consumers in the
+same process work on them: each sleeps for the task's duration and fails
+with its chance of failure. A failed attempt is requeued with an exponential
+back-off and, after the last attempt, rejected with the error as its result;
+a success is released with a result. The page follows each task over
+server-sent events fed by ``Torrelque.watch()``, and the queue as a whole
+(pending, working, delayed, counters, transitions) over a stream fed by
+``Torrelque.watch_queue()``.
+
+HTTP API (JSON; errors are ``{"error": "..."}`` with status 400, 404, 405 or 415):
+
+- ``POST /tasks`` with ``{"duration": 0-60 s, "failure_chance": 0-1,
+  "label": "optional text"}``: enqueues a task; 201 ``{"id": ..., "events": ...}``.
+- ``GET /tasks/<id>``: the task's state now.
+- ``GET /tasks/<id>/events``: ``text/event-stream``; a ``state`` event (the
+  task's state as JSON) now and after each change of status, ending after a
+  final one (``COMPLETED`` or ``REJECTED``).
+- ``GET /events``: ``text/event-stream`` of ``queue`` events (counts and
+  counters) and ``transition`` events (every change of every task).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import random
+import re
+import sys
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import Any
+
+import _common
+import tornado.httpserver
+import tornado.iostream
+import tornado.netutil
+import tornado.web
+
+from torrelque import (
+    Torrelque,
+    TorrelqueError,
+    TorrelqueLookupError,
+    TorrelqueTaskState,
+    TorrelqueTaskStatus,
+    TorrelqueTimeoutError,
+)
+
+logger = logging.getLogger('demo')
+
+HERE = Path(__file__).resolve().parent / 'demo'
+#: The longest task the page may start, in seconds.
+MAX_DURATION = 60
+MAX_LABEL = 80
+#: What a task id may look like; anything else is a 404 without asking Redis.
+TASK_ID = re.compile(r'[0-9A-Za-z_-]{1,64}')
+# The most often the queue panel is refreshed, however busy the queue.
+PANEL_MIN_INTERVAL = 0.1
+# A refresh at least this often, even when no transition tells of a change.
+PANEL_MAX_INTERVAL = 2.0
+
+
+class ApiError(tornado.web.HTTPError):
+    """An error the client made, answered as ``{"error": message}``."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(status_code)
+        self.message = message
+
+
+def state_json(task_id: str, state: TorrelqueTaskState) -> dict[str, Any]:
+    return {
+        'id': task_id,
+        'status': state.status.name,
+        'final': state.status.isfinal(),
+        'dequeue_count': state.dequeue_count,
+        'requeue_count': state.requeue_count,
+        'timeout': state.timeout,
+        'enqueue_time': state.enqueue_time,
+        'last_dequeue_time': state.last_dequeue_time,
+        'last_requeue_time': state.last_requeue_time,
+        'release_time': state.release_time,
+        'result': state.result,
+    }
+
+
+def encode(data: Any) -> str:
+    # One line of JSON; anything a foreign task stored that JSON cannot say becomes text.
+    return json.dumps(data, default=str, separators=(',', ':'))
+
+
+# -- the consumers -------------------------------------------------------------------------------
+
+
+class Worker:
+    """One consumer: does the demo's tasks, retries and rejects them."""
+
+    def __init__(self, name: str, queue: Torrelque, stop: asyncio.Event, args: argparse.Namespace) -> None:
+        self.name = name
+        self.queue = queue
+        self.stop = stop
+        self.max_attempts = args.max_attempts
+        self.backoff = args.backoff
+        #: Tasks it was working on when told to stop.
+        self.interrupted: list[str] = []
+
+    async def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                await _common.consume(self.queue, self.stop, self.handle)
+            except Exception:
+                # The task in hand, if any, comes back when it goes stale.
+                logger.exception('%s failed; going on in a second', self.name)
+                await _common.sleep_unless(self.stop, 1)
+
+    async def handle(self, batch: list[tuple[str, Any]]) -> None:
+        [(task_id, task)] = batch
+        try:
+            duration = min(max(float(task['duration']), 0), MAX_DURATION)
+            chance = min(max(float(task['failure_chance']), 0), 1)
+        except (TypeError, KeyError, ValueError):
+            # Someone else's task on this queue: not ours to retry.
+            error = {'error': f'not a demo task: {task!r:.200}'}
+            await self.queue.release(task_id, result=error, status=TorrelqueTaskStatus.REJECTED)
+            return
+        attempt = (await self.queue.get_task_state(task_id)).dequeue_count
+        if not await _common.sleep_unless(self.stop, duration):
+            # Requeued once every consumer has stopped taking tasks, or
+            # another one here would take it again at once.
+            self.interrupted.append(task_id)
+            return
+        if random.random() < chance:
+            error = f'Simulated failure ({chance * 100:.0f} in 100 chance) on attempt {attempt}'
+            outcome = await _common.retry_or_reject(
+                self.queue, task_id, error, max_attempts=self.max_attempts, backoff=self.backoff, attempts=attempt
+            )
+            logger.info('%s: task %s failed attempt %d: %s', self.name, task_id, attempt, outcome)
+        else:
+            result = {
+                'message': f'Done in {duration:g} s on attempt {attempt}',
+                'consumer': self.name,
+                'attempts': attempt,
+            }
+            await self.queue.release(task_id, result=result)
+            logger.info('%s: task %s completed on attempt %d', self.name, task_id, attempt)
+
+
+# -- the queue panel ------------------------------------------------------------------------------
+
+
+class QueueMonitor:
+    """Follows the whole queue once for every page: each transition from
+    ``watch_queue()``, and a snapshot of counts and counters whenever
+    transitions happened (at most ten a second) or every two seconds."""
+
+    def __init__(self, queue: Torrelque, consumers: int) -> None:
+        self.queue = queue
+        self.consumers = consumers
+        self.latest: dict[str, Any] | None = None
+        self._inboxes: set[asyncio.Queue[tuple[str, Any] | None]] = set()
+        self._changed = asyncio.Event()
+
+    async def run(self) -> None:
+        await asyncio.gather(self._follow(), self._refresh())
+
+    async def _follow(self) -> None:
+        while True:
+            watch = self.queue.watch_queue()
+            try:
+                async for event in watch:
+                    transition = {
+                        'id': event.task_id,
+                        'event': event.event,
+                        'status': None if event.status is None else event.status.name,
+                        'time': event.time,
+                    }
+                    self._broadcast('transition', transition)
+                    self._changed.set()
+            except Exception as exc:
+                logger.warning('Queue events stopped (%s); following again', exc)
+                await asyncio.sleep(1)
+            finally:
+                await watch.aclose()
+
+    async def _refresh(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._changed.clear()
+            try:
+                stats = await self.queue.get_queue_stats()
+                counters = await self.queue.get_queue_counters()
+            except Exception as exc:
+                logger.warning('Cannot read the queue: %s', exc)
+            else:
+                snapshot = {**stats._asdict(), 'counters': counters, 'consumers': self.consumers}
+                if snapshot != self.latest:
+                    self.latest = snapshot
+                    self._broadcast('queue', snapshot)
+            ready = loop.time() + PANEL_MIN_INTERVAL
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PANEL_MAX_INTERVAL):
+                    await self._changed.wait()
+            await asyncio.sleep(max(0, ready - loop.time()))
+
+    def _broadcast(self, name: str, data: Any) -> None:
+        for inbox in self._inboxes:
+            with contextlib.suppress(asyncio.QueueFull):  # a page that does not read misses some
+                inbox.put_nowait((name, data))
+
+    async def listen(self) -> AsyncGenerator[tuple[str, Any]]:
+        """The latest snapshot, then what comes, until :meth:`close`."""
+        inbox: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue(maxsize=1000)
+        if self.latest is not None:
+            inbox.put_nowait(('queue', self.latest))
+        self._inboxes.add(inbox)
+        try:
+            while (item := await inbox.get()) is not None:
+                yield item
+        finally:
+            self._inboxes.discard(inbox)
+
+    def close(self) -> None:
+        """Ends every :meth:`listen`."""
+        for inbox in self._inboxes:
+            while not inbox.empty():
+                inbox.get_nowait()
+            inbox.put_nowait(None)
+
+
+# -- the web app -----------------------------------------------------------------------------------
+
+
+class JsonHandler(tornado.web.RequestHandler):
+    """Answers errors as JSON: ``{"error": "..."}``."""
+
+    @property
+    def queue(self) -> Torrelque:
+        queue: Torrelque = self.settings['queue']
+        return queue
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get('exc_info', (None, None, None))[1]
+        message = exc.message if isinstance(exc, ApiError) else self._reason
+        self.finish({'error': message})
+
+    def task_id_arg(self, task_id: str) -> str:
+        if not TASK_ID.fullmatch(task_id):
+            raise ApiError(404, 'no such task: a task id is 1 to 64 letters, digits, "-" or "_"')
+        return task_id
+
+
+class NotFound(JsonHandler):
+    def prepare(self) -> None:
+        raise ApiError(404, f'no such page: {self.request.path}')
+
+
+class EventStream(JsonHandler):
+    """Sends server-sent events while the client listens. A client that
+    goes away cancels the sending, which closes what feeds it (a watch
+    unsubscribes), so nothing is left behind."""
+
+    _pump: asyncio.Task[None] | None = None
+    _gone = False
+
+    async def stream(self, events: AsyncGenerator[tuple[str, Any]]) -> None:
+        self.set_header('Content-Type', 'text/event-stream; charset=utf-8')
+        self.set_header('Cache-Control', 'no-cache')
+        self.set_header('X-Accel-Buffering', 'no')
+        if self._gone:
+            await events.aclose()
+            return
+        self._pump = asyncio.create_task(self._send(events))
+        await asyncio.wait([self._pump])
+        if not self._pump.cancelled() and (exc := self._pump.exception()) is not None:
+            logger.error('Event stream %s failed', self.request.path, exc_info=exc)
+
+    async def _send(self, events: AsyncGenerator[tuple[str, Any]]) -> None:
+        async with contextlib.aclosing(events):
+            with contextlib.suppress(tornado.iostream.StreamClosedError):
+                self.write(': events follow\n\n')  # a comment: the headers go out now
+                await self.flush()
+                async for name, data in events:
+                    self.write(f'event: {name}\ndata: {encode(data)}\n\n')
+                    await self.flush()
+
+    def on_connection_close(self) -> None:
+        self._gone = True
+        if self._pump is not None:
+            self._pump.cancel()
+
+
+class Index(tornado.web.RequestHandler):
+    def set_default_headers(self) -> None:
+        # Only this app's own files run on the page: no inline script, no other host.
+        self.set_header(
+            'Content-Security-Policy',
+            "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        )
+
+    def get(self) -> None:
+        args = self.settings['args']
+        self.render(
+            'index.html',
+            queue=args.queue,
+            consumers=args.consumers,
+            max_attempts=args.max_attempts,
+            backoff=args.backoff,
+            max_duration=MAX_DURATION,
+        )
+
+
+def _number(data: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
+    value = data.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ApiError(400, f'{name} must be a number, not {encode(value)}')
+    if not low <= value <= high:
+        raise ApiError(400, f'{name} must be between {low:g} and {high:g}, not {value:g}')
+    return float(value)
+
+
+def parse_task(body: bytes) -> dict[str, Any]:
+    """A task from a request body; raises :class:`ApiError` (400)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise ApiError(400, 'the body must be a JSON object such as {"duration": 2, "failure_chance": 0.2}')
+    unknown = sorted(set(data) - {'duration', 'failure_chance', 'label'})
+    if unknown:
+        raise ApiError(400, f'unknown fields: {", ".join(unknown)} (known: duration, failure_chance, label)')
+    label = data.get('label', '')
+    if not isinstance(label, str) or len(label) > MAX_LABEL:
+        raise ApiError(400, f'label must be text of at most {MAX_LABEL} characters')
+    return {
+        'duration': _number(data, 'duration', 2, 0, MAX_DURATION),
+        'failure_chance': _number(data, 'failure_chance', 0, 0, 1),
+        'label': label,
+    }
+
+
+class Tasks(JsonHandler):
+    async def post(self) -> None:
+        content_type = self.request.headers.get('Content-Type', '').partition(';')[0].strip().lower()
+        if content_type != 'application/json':
+            raise ApiError(415, 'send the task as JSON, with Content-Type: application/json')
+        task = parse_task(self.request.body)
+        # Time enough for the work, so the sweep never takes it for stale.
+        task_id = await self.queue.enqueue(task, task_timeout=task['duration'] + 30)
+        self.set_status(201)
+        self.set_header('Location', f'/tasks/{task_id}')
+        self.finish({'id': task_id, 'state': f'/tasks/{task_id}', 'events': f'/tasks/{task_id}/events'})
+
+
+class Task(JsonHandler):
+    async def get(self, task_id: str) -> None:
+        task_id = self.task_id_arg(task_id)
+        try:
+            state = await self.queue.get_task_state(task_id)
+        except TorrelqueLookupError:
+            raise ApiError(404, f'no such task: {task_id} (unknown, or its result has expired)') from None
+        self.finish(state_json(task_id, state))
+
+
+class TaskEvents(EventStream):
+    async def get(self, task_id: str) -> None:
+        task_id = self.task_id_arg(task_id)
+        watch = self.queue.watch(task_id, timeout=self.settings['args'].watch_timeout)
+        try:
+            first = await anext(watch)
+        except TorrelqueLookupError:
+            raise ApiError(404, f'no such task: {task_id} (unknown, or its result has expired)') from None
+        except TorrelqueError as exc:  # the queue is closing
+            raise ApiError(503, str(exc)) from None
+        await self.stream(self._states(task_id, first, watch))
+
+    @staticmethod
+    async def _states(task_id: str, first: TorrelqueTaskState, watch: Any) -> AsyncGenerator[tuple[str, Any]]:
+        try:
+            yield 'state', state_json(task_id, first)
+            async for state in watch:
+                yield 'state', state_json(task_id, state)
+        except TorrelqueTimeoutError:
+            # The stream ends, and the browser reconnects for a fresh watch.
+            yield 'timeout', {'id': task_id, 'error': 'no final state yet; watch again'}
+        except TorrelqueError as exc:  # the queue is closing, or a result cannot be decoded
+            yield 'error', {'id': task_id, 'error': str(exc)}
+        finally:
+            await watch.aclose()
+
+
+class QueueEvents(EventStream):
+    async def get(self) -> None:
+        monitor: QueueMonitor = self.settings['monitor']
+        await self.stream(monitor.listen())
+
+
+def make_app(queue: Torrelque, monitor: QueueMonitor, args: argparse.Namespace) -> tornado.web.Application:
+    return tornado.web.Application(
+        [
+            (r'/', Index),
+            (r'/tasks', Tasks),
+            (r'/tasks/([^/]*)', Task),
+            (r'/tasks/([^/]*)/events', TaskEvents),
+            (r'/events', QueueEvents),
+        ],
+        template_path=str(HERE),
+        static_path=str(HERE),
+        default_handler_class=NotFound,
+        queue=queue,
+        monitor=monitor,
+        args=args,
+    )
+
+
+# -- running it ------------------------------------------------------------------------------------
+
+
+async def main(args: argparse.Namespace, url: str, stop: asyncio.Event) -> int:
+    try:
+        sockets = tornado.netutil.bind_sockets(args.port, args.host)
+    except OSError as exc:
+        print(f'Cannot listen on {args.host}:{args.port}: {exc}; pass another --port', file=sys.stderr)
+        return 1
+    async with _common.open_queue(url, args.queue) as (_, queue):
+        queue.schedule_sweep()
+        monitor = QueueMonitor(queue, args.consumers)
+        monitoring = asyncio.create_task(monitor.run())
+        workers = [Worker(f'consumer-{i + 1}', queue, stop, args) for i in range(args.consumers)]
+        working = [asyncio.create_task(worker.run()) for worker in workers]
+        server = tornado.httpserver.HTTPServer(make_app(queue, monitor, args))
+        server.add_sockets(sockets)
+        host, port = sockets[0].getsockname()[:2]
+        host = f'[{host}]' if ':' in host else host
+        print(f'Demo running at http://{host}:{port}/ (Ctrl-C to stop)')
+
+        await stop.wait()
+        server.stop()  # no new connections
+        monitor.close()
+        monitoring.cancel()
+        # The consumers stop, then what they were working on goes back to
+        # the queue, for whoever runs next.
+        await asyncio.gather(*working, return_exceptions=True)
+        for worker in workers:
+            for task_id in worker.interrupted:
+                await queue.requeue(task_id)
+                logger.info('%s: task %s requeued at shutdown', worker.name, task_id)
+        # Closing the connections ends their streams, and so their watches.
+        await server.close_all_connections()
+        with contextlib.suppress(asyncio.CancelledError):
+            await monitoring
+    print('Stopped')
+    return 0
+
+
+def arguments() -> argparse.Namespace:
+    parser = _common.parser(__doc__.partition('\n\nHTTP API')[0])
+    parser.add_argument('--host', default='127.0.0.1', help='address to listen on (default: %(default)s)')
+    parser.add_argument(
+        '--port', type=int, default=8888, help='port to listen on; 0 picks a free one (default: %(default)s)'
+    )
+    parser.add_argument('--queue', default='demo', help='queue name (default: %(default)s)')
+    parser.add_argument('--consumers', type=int, default=2, help='consumers in this process (default: %(default)s)')
+    parser.add_argument(
+        '--max-attempts', type=int, default=3, help='attempts before a failing task is rejected (default: %(default)s)'
+    )
+    parser.add_argument(
+        '--backoff',
+        type=float,
+        default=1.0,
+        help='seconds before the first retry, doubled for each next one (default: %(default)s)',
+    )
+    parser.add_argument(
+        '--watch-timeout', type=float, default=600, help='seconds one task stream may last (default: %(default)s)'
+    )
+    args = parser.parse_args()
+    if not 0 <= args.port <= 65535:
+        parser.error('--port must be between 0 and 65535')
+    if args.consumers < 1 or args.max_attempts < 1 or args.backoff < 0 or args.watch_timeout <= 0:
+        parser.error('need --consumers >= 1, --max-attempts >= 1, --backoff >= 0 and --watch-timeout > 0')
+    return args
+
+
+if __name__ == '__main__':
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    logging.getLogger('tornado.access').setLevel(logging.WARNING)
+    _common.run(main, arguments())

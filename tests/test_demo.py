@@ -1,0 +1,249 @@
+"""The demo app's HTTP API, run as a program on a test server: starting
+tasks, following them over server-sent events, errors, and streams that
+leave nothing behind when the browser goes away."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from example_programs import PRIVATE_REDIS_LINE, Program, demo, port_is_open
+from httpx_sse import connect_sse
+
+# Short retries, so that a failing task is rejected in well under a second.
+MAX_ATTEMPTS = 2
+
+
+@dataclass
+class Demo:
+    program: Program
+    url: str
+    queue: str
+    redis: redis.Redis
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30)
+
+    def start(self, **task: Any) -> str:
+        with self.client() as client:
+            response = client.post('/tasks', json=task)
+        assert response.status_code == 201, response.text
+        task_id: str = response.json()['id']
+        return task_id
+
+    def follow(self, task_id: str) -> list[dict[str, Any]]:
+        """Every state the task's event stream sends, until it ends."""
+        with self.client() as client, connect_sse(client, 'GET', f'/tasks/{task_id}/events') as source:
+            assert source.response.headers['content-type'].startswith('text/event-stream')
+            assert source.response.headers['cache-control'] == 'no-cache'
+            return [event.json() for event in source.iter_sse() if event.event == 'state']
+
+    def subscribers(self, task_id: str) -> int:
+        [(_, count)] = self.redis.pubsub_numsub(f'{{{self.queue}}}:task:{task_id}')
+        return int(count)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 15, what: str = 'the condition') -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f'{what} did not come true within {timeout} s')
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope='module')
+def app(redis_url: str) -> Iterator[Demo]:
+    queue = f'demo-{uuid.uuid4().hex[:12]}'
+    args = ['--redis-url', redis_url, '--queue', queue, '--max-attempts', str(MAX_ATTEMPTS), '--backoff', '0.05']
+    client = redis.Redis.from_url(redis_url)
+    try:
+        with demo(*args) as (program, url):
+            yield Demo(program, url, queue, client)
+    finally:
+        client.close()
+
+
+def test_page_and_its_files_are_served(app: Demo) -> None:
+    with app.client() as client:
+        page = client.get('/')
+        assert page.status_code == 200
+        assert page.headers['content-type'].startswith('text/html')
+        assert "default-src 'self'" in page.headers['content-security-policy']
+        assert 'Start a task' in page.text
+        for name in ('app.js', 'style.css'):
+            assert client.get(f'/static/{name}').status_code == 200
+
+
+def test_task_completes_and_its_stream_ends(app: Demo) -> None:
+    task_id = app.start(duration=0.2, failure_chance=0, label='quick')
+    states = app.follow(task_id)
+    assert states[-1]['status'] == 'COMPLETED' and states[-1]['final'] is True
+    assert [state['final'] for state in states[:-1]] == [False] * (len(states) - 1)
+    assert {state['id'] for state in states} == {task_id}
+    assert states[-1]['dequeue_count'] == 1
+    assert states[-1]['result']['message'] == 'Done in 0.2 s on attempt 1'
+    # A finished task's stream gives its final state at once, and ends.
+    assert [state['status'] for state in app.follow(task_id)] == ['COMPLETED']
+    with app.client() as client:
+        assert client.get(f'/tasks/{task_id}').json()['status'] == 'COMPLETED'
+
+
+def test_failing_task_is_retried_with_back_off_then_rejected(app: Demo) -> None:
+    task_id = app.start(duration=0, failure_chance=1)
+    states = app.follow(task_id)
+    statuses = [state['status'] for state in states]
+    assert statuses[-1] == 'REJECTED'
+    assert 'DELAYED' in statuses  # the back-off between the attempts
+    final = states[-1]
+    assert final['dequeue_count'] == MAX_ATTEMPTS
+    assert final['requeue_count'] == MAX_ATTEMPTS - 1
+    assert final['result'] == {
+        'error': f'Simulated failure (100 in 100 chance) on attempt {MAX_ATTEMPTS}',
+        'attempts': MAX_ATTEMPTS,
+    }
+
+
+@pytest.mark.parametrize(
+    'path',
+    [
+        '/tasks/AAAAAAAAAAAAAAAA',
+        '/tasks/AAAAAAAAAAAAAAAA/events',
+        '/tasks/not%20an%20id/events',
+        '/tasks/%7Bdemo%7D:task:x/events',
+        '/tasks/' + 'x' * 65,
+        '/tasks//events',
+        '/no/such/page',
+    ],
+)
+def test_unknown_or_malformed_ids_are_404(app: Demo, path: str) -> None:
+    with app.client() as client:
+        response = client.get(path)
+    assert response.status_code == 404
+    assert response.headers['content-type'].startswith('application/json')
+    assert response.json()['error'].startswith('no such')
+
+
+@pytest.mark.parametrize(
+    ('body', 'message'),
+    [
+        ('{"duration": -1}', 'duration must be between 0 and 60, not -1'),
+        ('{"duration": 61}', 'duration must be between 0 and 60, not 61'),
+        ('{"duration": "2"}', 'duration must be a number'),
+        ('{"duration": true}', 'duration must be a number'),
+        ('{"duration": NaN}', 'duration must be a number'),
+        ('{"failure_chance": 1.5}', 'failure_chance must be between 0 and 1, not 1.5'),
+        ('{"failure_chance": -0.1}', 'failure_chance must be between 0 and 1'),
+        ('{"label": 5}', 'label must be text'),
+        ('{"label": "' + 'x' * 81 + '"}', 'label must be text of at most 80 characters'),
+        ('{"colour": "red"}', 'unknown fields: colour'),
+        ('[1, 2]', 'the body must be a JSON object'),
+        ('not json', 'the body must be a JSON object'),
+        ('', 'the body must be a JSON object'),
+    ],
+)
+def test_bad_input_is_400(app: Demo, body: str, message: str) -> None:
+    with app.client() as client:
+        response = client.post('/tasks', content=body, headers={'Content-Type': 'application/json'})
+    assert response.status_code == 400
+    assert message in response.json()['error']
+
+
+def test_a_body_that_is_not_json_is_415(app: Demo) -> None:
+    with app.client() as client:
+        response = client.post('/tasks', data={'duration': '1'})
+    assert response.status_code == 415
+    assert 'application/json' in response.json()['error']
+
+
+def test_closing_a_stream_early_ends_its_watch(app: Demo) -> None:
+    task_id = app.start(duration=5, failure_chance=0)
+    with app.client() as client, connect_sse(client, 'GET', f'/tasks/{task_id}/events') as source:
+        events = source.iter_sse()  # held: a dropped iterator closes the response
+        first = next(events)
+        assert first.event == 'state' and first.json()['final'] is False
+        assert app.subscribers(task_id) == 1
+    # The browser went away mid-task: the app unsubscribes at once.
+    wait_until(lambda: app.subscribers(task_id) == 0, what='the task channel has no subscriber')
+
+
+def test_queue_stream_reports_counts_and_transitions(app: Demo) -> None:
+    with app.client() as client, connect_sse(client, 'GET', '/events') as source:
+        events = source.iter_sse()
+        first = next(events)
+        assert first.event == 'queue'
+        snapshot = first.json()
+        assert {'pending', 'working', 'delayed', 'tasks', 'counters', 'consumers'} <= set(snapshot)
+        assert snapshot['counters']['enqueued'] >= 0
+        task_id = app.start(duration=0.1, failure_chance=0)
+        seen: dict[str, Any] = {}
+        for event in events:
+            data = json.loads(event.data)
+            if event.event == 'transition' and data['id'] == task_id:
+                seen[data['event']] = data['status']
+            if event.event == 'queue' and seen.get('released') == 'COMPLETED':
+                break  # a snapshot taken after the release
+        assert seen['enqueued'] == 'PENDING'
+        assert seen['dequeued'] == 'WORKING'
+    with app.client() as client:
+        counters = client.get('/tasks/' + task_id).json()
+    assert counters['status'] == 'COMPLETED'
+
+
+def test_own_redis_server_and_sigterm_with_a_task_in_hand() -> None:
+    with Program('wait_until_complete.py', '--port', '0') as program:
+        url = program.wait_for(r'running at (http://\S+?)/? ').group(1)
+        host, port = PRIVATE_REDIS_LINE.search(program.errors).groups()  # type: ignore[union-attr]
+        with httpx.Client(base_url=url, timeout=30) as client:
+            task_id = client.post('/tasks', json={'duration': 30}).json()['id']
+            wait_until(lambda: client.get(f'/tasks/{task_id}').json()['status'] == 'WORKING', what='working')
+        assert program.stop(signal.SIGTERM) == 0, program.errors
+    assert 'Traceback' not in program.errors, program.errors
+    assert f'task {task_id} requeued at shutdown' in program.errors
+    assert 'Stopped' in program.output
+    assert not port_is_open(host, int(port)), 'the private redis-server outlived the demo'
+
+
+def test_a_port_in_use_is_one_clear_line(redis_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with Program('wait_until_complete.py', '--port', str(port), '--redis-url', redis_url) as program:
+            assert program.wait(60) == 1
+    assert program.errors.strip().splitlines() == [
+        f'Cannot listen on 127.0.0.1:{port}: [Errno 98] Address already in use; pass another --port'
+    ]
+
+
+def test_stopping_with_streams_open_ends_them(redis_url: str) -> None:
+    args = ['--redis-url', redis_url, '--queue', f'demo-{uuid.uuid4().hex[:12]}']
+    with Program('wait_until_complete.py', '--port', '0', *args) as program:
+        url = program.wait_for(r'running at (http://\S+?)/? ').group(1)
+        with httpx.Client(base_url=url, timeout=30) as client:
+            task_id = client.post('/tasks', json={'duration': 30}).json()['id']
+            with (
+                connect_sse(client, 'GET', f'/tasks/{task_id}/events') as task_source,
+                connect_sse(client, 'GET', '/events') as queue_source,
+            ):
+                task_events, queue_events = task_source.iter_sse(), queue_source.iter_sse()
+                assert next(task_events).event == 'state'
+                assert next(queue_events).event == 'queue'
+                program.process.send_signal(signal.SIGINT)
+                # Both streams end (the server closes them), and the demo exits.
+                for events in (task_events, queue_events):
+                    with contextlib.suppress(httpx.HTTPError):
+                        for _ in events:
+                            pass
+        assert program.wait(30) == 0, program.errors
+    assert 'Traceback' not in program.errors, program.errors
+    assert 'ERROR' not in program.errors, program.errors
