@@ -456,10 +456,10 @@ class Torrelque:
         if not final.isfinal():
             raise TorrelqueValueError(f'a released task needs a final status (COMPLETED or REJECTED), not {final.name}')
         ttl = self.result_ttl if result_ttl is None else _number('result_ttl', result_ttl, positive=True)
-        data = b'' if result is None else self._dumps(result, 'result')
         target = self._target(pipeline)
-        ttl_ms = b'%d' % max(1, _micros(ttl) // 1000)
-        args = [self._offset_arg, task_id, _STATUS_ARGS[final], data, b'0' if result is None else b'1', ttl_ms]
+        args = [self._offset_arg, task_id, _STATUS_ARGS[final]]
+        if result is not None:
+            args += [self._dumps(result, 'result'), b'%d' % max(1, _micros(ttl) // 1000)]
         code = await self._scripts['release'](self._release_keys, args, client=target)
         return None if pipeline is not None else accepted(code, 'Release', task_id)
 

@@ -11,15 +11,16 @@ KEYS[5] task      prefix of task state keys: "<prefix>:<id>"
 ARGV[1] clock offset (integer microseconds)
 ARGV[2] task id
 ARGV[3] final status (3 completed, 4 rejected)
-ARGV[4] serialised result, or '' for none (see ARGV[5])
-ARGV[5] '1' when ARGV[4] is a result, '0' when there is none
-ARGV[6] time to keep the state with its result (integer milliseconds)
+ARGV[4] serialised result; absent when there is none (the usual case,
+        which keeps the call small)
+ARGV[5] time to keep the state with its result (integer milliseconds);
+        absent without a result
 Returns OK; UNKNOWN or NOT_WORKING when the task is not in `working`
 (nothing is written then).
 ]]
 local working_key, tasks_key, stats_key, events_channel, task_prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local offset_us, id, status, result = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local has_result, ttl_ms = ARGV[5] == '1', ARGV[6]
+local offset_us, id, status, result, ttl_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local has_result = result ~= nil
 
 local state_key = task_prefix .. ':' .. id
 if redis.call('ZREM', working_key, id) == 0 then
