@@ -68,24 +68,37 @@ def run(main: Main, args: argparse.Namespace) -> None:
     """Runs ``main`` on the chosen Redis server and exits with its code.
 
     SIGINT (Ctrl-C) and SIGTERM set the ``stop`` event that ``main`` gets,
-    for it to wind down; a second Ctrl-C interrupts at once.
+    for it to wind down; another Ctrl-C a moment later gives up on that and
+    exits at once (code 130).
     """
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress reaches pipes at once
     with redis_server(args.redis_url) as url:
-        code = asyncio.run(_main_until_stopped(main, args, url))
+        try:
+            code = asyncio.run(_main_until_stopped(main, args, url))
+        except KeyboardInterrupt:
+            print('Interrupted', file=sys.stderr)
+            code = 130
     sys.exit(code)
+
+
+# A repeated signal within this many seconds is the same request (some tools
+# signal both a program and its process group).
+_REPEAT_WINDOW = 1.0
 
 
 async def _main_until_stopped(main: Main, args: argparse.Namespace, url: str) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    stopped_at = 0.0
 
     def on_signal(signum: int) -> None:
+        nonlocal stopped_at
         if not stop.is_set():
             print(f'\n{signal.Signals(signum).name}: stopping (Ctrl-C again to force)', file=sys.stderr, flush=True)
+            stopped_at = loop.time()
             stop.set()
-        # The next Ctrl-C interrupts whatever runs, as usual.
-        loop.remove_signal_handler(signal.SIGINT)
+        elif signum == signal.SIGINT and loop.time() - stopped_at > _REPEAT_WINDOW:
+            raise KeyboardInterrupt  # out of the event loop, between two steps of its tasks
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)

@@ -220,9 +220,9 @@ def test_a_port_in_use_is_one_clear_line(redis_url: str) -> None:
         port = taken.getsockname()[1]
         with Program('wait_until_complete.py', '--port', str(port), '--redis-url', redis_url) as program:
             assert program.wait(60) == 1
-    assert program.errors.strip().splitlines() == [
-        f'Cannot listen on 127.0.0.1:{port}: [Errno 98] Address already in use; pass another --port'
-    ]
+    [line] = program.errors.strip().splitlines()
+    assert line.startswith(f'Cannot listen on 127.0.0.1:{port}: ')
+    assert line.endswith('; pass another --port')
 
 
 def test_stopping_with_streams_open_ends_them(redis_url: str) -> None:
