@@ -53,8 +53,13 @@ def page(redis_url: str) -> Iterator[object]:
         try:
             page = browser.new_page(viewport={'width': 1280, 'height': 860})
             page.set_default_timeout(TIMEOUT_MS)
+            problems: list[str] = []
+            page.on('pageerror', lambda error: problems.append(f'page error: {error}'))
+            page.on('console', lambda message: message.type == 'error' and problems.append(message.text))
             page.goto(url)
             yield page
+            # No script error and no blocked resource (such as a CSP violation).
+            assert problems == []
         finally:
             browser.close()
 
