@@ -382,7 +382,10 @@ class TaskEvents(EventStream):
             raise ApiError(404, f'no such task: {task_id} (unknown, or its result has expired)') from None
         except TorrelqueError as exc:  # the queue is closing
             raise ApiError(503, str(exc)) from None
-        await self.stream(self._states(task_id, first, watch))
+        try:
+            await self.stream(self._states(task_id, first, watch))
+        finally:
+            await watch.aclose()  # unsubscribes, however the stream ended
 
     @staticmethod
     async def _states(task_id: str, first: TorrelqueTaskState, watch: Any) -> AsyncGenerator[tuple[str, Any]]:
@@ -395,8 +398,6 @@ class TaskEvents(EventStream):
             yield 'timeout', {'id': task_id, 'error': 'no final state yet; watch again'}
         except TorrelqueError as exc:  # the queue is closing, or a result cannot be decoded
             yield 'error', {'id': task_id, 'error': str(exc)}
-        finally:
-            await watch.aclose()
 
 
 class QueueEvents(EventStream):
