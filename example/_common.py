@@ -30,9 +30,11 @@ Handler = Callable[[list[tuple[str, Any]]], Awaitable[bool | None]]
 def parser(doc: str | None) -> argparse.ArgumentParser:
     """An argument parser described by the example's docstring, with
     ``--redis-url``."""
-    summary, _, details = (doc or '').strip().partition('\n')
+    summary, _, details = (doc or '').strip().partition('\n\n')
     result = argparse.ArgumentParser(
-        description=summary, epilog=details.strip() or None, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=summary,
+        epilog=details.strip() or None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     result.add_argument(
         '--redis-url',

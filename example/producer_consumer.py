@@ -100,7 +100,10 @@ def arguments() -> argparse.Namespace:
         '--max-attempts', type=int, default=3, help='attempts before a task is rejected (default: %(default)s)'
     )
     parser.add_argument(
-        '--backoff', type=float, default=0.5, help='seconds before the first retry, doubled for each next one'
+        '--backoff',
+        type=float,
+        default=0.5,
+        help='seconds before the first retry, doubled for each next one (default: %(default)s)',
     )
     parser.add_argument(
         '--result-ttl', type=float, default=60, help='seconds a finished task state is kept (default: %(default)s)'
