@@ -67,6 +67,10 @@ def _connection(client: redis.asyncio.Redis) -> redis.asyncio.connection.Abstrac
     kwargs = dict(pool.connection_kwargs)
     kwargs.update(decode_responses=False, socket_timeout=None, health_check_interval=0, protocol=2)
     kwargs['socket_connect_timeout'] = kwargs.get('socket_connect_timeout') or 10
+    # redis-py 8 refuses its maintenance notifications on RESP2 without
+    # hiredis; a subscriber has no use for them anyway.
+    for name in ('maint_notifications_config', 'maint_notifications_pool_handler'):
+        kwargs.pop(name, None)
     connection: redis.asyncio.connection.AbstractConnection = pool.connection_class(**kwargs)
     return connection
 
