@@ -195,8 +195,7 @@ def test_queue_stream_reports_counts_and_transitions(app: Demo) -> None:
         assert seen['enqueued'] == 'PENDING'
         assert seen['dequeued'] == 'WORKING'
     with app.client() as client:
-        counters = client.get('/tasks/' + task_id).json()
-    assert counters['status'] == 'COMPLETED'
+        assert client.get(f'/tasks/{task_id}').json()['status'] == 'COMPLETED'
 
 
 def test_own_redis_server_and_sigterm_with_a_task_in_hand() -> None:
