@@ -27,9 +27,9 @@ Main = Callable[[argparse.Namespace, str, asyncio.Event], Awaitable[int]]
 Handler = Callable[[list[tuple[str, Any]]], Awaitable[bool | None]]
 
 
-def parser(doc: str | None) -> argparse.ArgumentParser:
+def parser(doc: str | None, *, queue: str, consumers: int) -> argparse.ArgumentParser:
     """An argument parser described by the example's docstring, with
-    ``--redis-url``."""
+    ``--redis-url``, ``--queue`` and ``--consumers``."""
     summary, _, details = (doc or '').strip().partition('\n\n')
     result = argparse.ArgumentParser(
         description=summary,
@@ -42,7 +42,57 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
         help='a Redis server to use, e.g. redis://localhost:6379/0 '
         '(default: start a private redis-server for the run, and stop it after)',
     )
+    result.add_argument('--queue', default=queue, help='queue name (default: %(default)s)')
+    result.add_argument('-c', '--consumers', type=count, default=consumers, help='consumers (default: %(default)s)')
     return result
+
+
+def retry_arguments(parser: argparse.ArgumentParser, *, backoff: float) -> None:
+    """Adds ``--max-attempts`` and ``--backoff``, for :func:`retry_or_reject`."""
+    parser.add_argument(
+        '--max-attempts',
+        type=count,
+        default=3,
+        help='attempts before a failing task is rejected (default: %(default)s)',
+    )
+    parser.add_argument(
+        '--backoff',
+        type=seconds,
+        default=backoff,
+        help='seconds before the first retry, doubled for each next one (default: %(default)s)',
+    )
+
+
+def count(text: str) -> int:
+    """An argument that counts something: 1 or more."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be at least 1, not {value}')
+    return value
+
+
+def seconds(text: str) -> float:
+    """An argument of zero or more seconds."""
+    value = float(text)
+    if not 0 <= value < float('inf'):
+        raise argparse.ArgumentTypeError(f'must be zero or more seconds, not {text}')
+    return value
+
+
+def positive(text: str) -> float:
+    """An argument above zero."""
+    value = float(text)
+    if not 0 < value < float('inf'):
+        raise argparse.ArgumentTypeError(f'must be above zero, not {text}')
+    return value
+
+
+def chance(text: str) -> float:
+    """A probability, from 0 to 1."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f'must be between 0 and 1, not {text}')
+    return value
 
 
 @contextlib.contextmanager

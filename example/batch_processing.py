@@ -133,24 +133,20 @@ async def check(queue: Torrelque, consumers: list[Consumer], tasks: int, counter
     return 0
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be at least 1, not {value}')
-    return value
-
-
 def arguments() -> argparse.Namespace:
-    parser = _common.parser(__doc__)
-    parser.add_argument('-n', '--tasks', type=positive, default=10_000, help='tasks to enqueue (default: %(default)s)')
-    parser.add_argument('-c', '--consumers', type=positive, default=4, help='consumers (default: %(default)s)')
+    parser = _common.parser(__doc__, queue='batch', consumers=4)
     parser.add_argument(
-        '-b', '--batch-size', type=positive, default=500, help='tasks per enqueue pipeline (default: %(default)s)'
+        '-n', '--tasks', type=_common.count, default=10_000, help='tasks to enqueue (default: %(default)s)'
     )
     parser.add_argument(
-        '--max-tasks', type=positive, default=25, help='most tasks a consumer dequeues at once (default: %(default)s)'
+        '-b', '--batch-size', type=_common.count, default=500, help='tasks per enqueue pipeline (default: %(default)s)'
     )
-    parser.add_argument('--queue', default='batch', help='queue name (default: %(default)s)')
+    parser.add_argument(
+        '--max-tasks',
+        type=_common.count,
+        default=25,
+        help='most tasks a consumer dequeues at once (default: %(default)s)',
+    )
     return parser.parse_args()
 
 

@@ -89,35 +89,30 @@ async def main(args: argparse.Namespace, url: str, stop: asyncio.Event) -> int:
 
 
 def arguments() -> argparse.Namespace:
-    parser = _common.parser(__doc__)
-    parser.add_argument('--consumers', type=int, default=3, help='consumers (default: %(default)s)')
-    parser.add_argument('--rate', type=float, default=5.0, help='tasks produced per second (default: %(default)s)')
-    parser.add_argument('--work', type=float, default=0.5, help='most seconds of work per task (default: %(default)s)')
+    parser = _common.parser(__doc__, queue='jobs', consumers=3)
     parser.add_argument(
-        '--failure-chance', type=float, default=0.2, help='chance that an attempt fails (default: %(default)s)'
+        '--rate', type=_common.positive, default=5.0, help='tasks produced per second (default: %(default)s)'
     )
     parser.add_argument(
-        '--max-attempts', type=int, default=3, help='attempts before a task is rejected (default: %(default)s)'
+        '--work', type=_common.seconds, default=0.5, help='most seconds of work per task (default: %(default)s)'
     )
     parser.add_argument(
-        '--backoff',
-        type=float,
-        default=0.5,
-        help='seconds before the first retry, doubled for each next one (default: %(default)s)',
+        '--failure-chance', type=_common.chance, default=0.2, help='chance that an attempt fails (default: %(default)s)'
+    )
+    _common.retry_arguments(parser, backoff=0.5)
+    parser.add_argument(
+        '--result-ttl',
+        type=_common.positive,
+        default=60,
+        help='seconds a finished task state is kept (default: %(default)s)',
     )
     parser.add_argument(
-        '--result-ttl', type=float, default=60, help='seconds a finished task state is kept (default: %(default)s)'
+        '--report-every',
+        type=_common.positive,
+        default=2.0,
+        help='seconds between progress lines (default: %(default)s)',
     )
-    parser.add_argument(
-        '--report-every', type=float, default=2.0, help='seconds between progress lines (default: %(default)s)'
-    )
-    parser.add_argument('--queue', default='jobs', help='queue name (default: %(default)s)')
-    args = parser.parse_args()
-    if args.consumers < 1 or args.rate <= 0 or args.work < 0 or not 0 <= args.failure_chance <= 1:
-        parser.error('need --consumers >= 1, --rate > 0, --work >= 0 and --failure-chance between 0 and 1')
-    if args.max_attempts < 1 or args.backoff < 0 or args.result_ttl <= 0 or args.report_every <= 0:
-        parser.error('need --max-attempts >= 1, --backoff >= 0, --result-ttl > 0 and --report-every > 0')
-    return args
+    return parser.parse_args()
 
 
 if __name__ == '__main__':

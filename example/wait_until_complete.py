@@ -465,30 +465,21 @@ async def main(args: argparse.Namespace, url: str, stop: asyncio.Event) -> int:
 
 
 def arguments() -> argparse.Namespace:
-    parser = _common.parser(__doc__.partition('\n\nHTTP API')[0])
+    parser = _common.parser(__doc__.partition('\n\nHTTP API')[0], queue='demo', consumers=2)
     parser.add_argument('--host', default='127.0.0.1', help='address to listen on (default: %(default)s)')
     parser.add_argument(
         '--port', type=int, default=8888, help='port to listen on; 0 picks a free one (default: %(default)s)'
     )
-    parser.add_argument('--queue', default='demo', help='queue name (default: %(default)s)')
-    parser.add_argument('--consumers', type=int, default=2, help='consumers in this process (default: %(default)s)')
+    _common.retry_arguments(parser, backoff=1.0)
     parser.add_argument(
-        '--max-attempts', type=int, default=3, help='attempts before a failing task is rejected (default: %(default)s)'
-    )
-    parser.add_argument(
-        '--backoff',
-        type=float,
-        default=1.0,
-        help='seconds before the first retry, doubled for each next one (default: %(default)s)',
-    )
-    parser.add_argument(
-        '--watch-timeout', type=float, default=600, help='seconds one task stream may last (default: %(default)s)'
+        '--watch-timeout',
+        type=_common.positive,
+        default=600,
+        help='seconds one task stream may last (default: %(default)s)',
     )
     args = parser.parse_args()
     if not 0 <= args.port <= 65535:
         parser.error('--port must be between 0 and 65535')
-    if args.consumers < 1 or args.max_attempts < 1 or args.backoff < 0 or args.watch_timeout <= 0:
-        parser.error('need --consumers >= 1, --max-attempts >= 1, --backoff >= 0 and --watch-timeout > 0')
     return args
 
 
