@@ -1,13 +1,16 @@
-"""Consecutive enqueues into one pipeline share one script call."""
+"""Consecutive enqueues into one pipeline share one script call; an id
+that is taken is refused, alone or in a batch."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 
+import pytest
 import redis.asyncio
 from helpers import raw, server_now, state_hash
 
+import torrelque._queue
 from torrelque import Torrelque, TorrelqueEvent
 from torrelque import TorrelqueTaskStatus as S
 
@@ -35,22 +38,32 @@ async def test_another_command_ends_the_batch(client: redis.asyncio.Redis, queue
     assert (await raw(client, queue)).pending == [*first, last]
 
 
-async def test_each_task_keeps_its_own_options(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+async def test_tasks_with_other_options_start_a_new_call(client: redis.asyncio.Redis, queue: Torrelque) -> None:
     now = await server_now(client)
     async with client.pipeline(transaction=True) as pipe:
-        plain = await queue.enqueue('plain', pipeline=pipe)
+        plain = [await queue.enqueue('plain', pipeline=pipe) for _ in range(2)]
         later = await queue.enqueue('later', delay=60, pipeline=pipe)
-        short = await queue.enqueue('short', task_timeout=5, pipeline=pipe)
-        assert len(pipe) == 1
-        await pipe.execute()
+        short = [await queue.enqueue('short', task_timeout=5, pipeline=pipe) for _ in range(2)]
+        assert len(pipe) == 3
+        assert await pipe.execute() == [[1, 1], [1], [1, 1]]
     state = await raw(client, queue)
-    assert state.pending == [plain, short]
+    assert state.pending == [*plain, *short]
     assert state.delayed == [later]
-    assert state.stats == {'enqueued': 3, 'delayed': 1}
+    assert state.stats == {'enqueued': 5, 'delayed': 1}
     assert (await queue.get_task_state(later)).status == S.DELAYED
     assert now + 59 <= (await client.zscore(queue.keys['delayed'], later)) / 1e6 <= now + 62
-    assert float((await state_hash(client, queue, short))['timeout']) == 5
-    assert 'timeout' not in await state_hash(client, queue, plain)
+    assert [float((await state_hash(client, queue, task_id))['timeout']) for task_id in short] == [5, 5]
+    assert 'timeout' not in await state_hash(client, queue, plain[0])
+
+
+async def test_delayed_tasks_of_one_call_share_their_due_time(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    async with client.pipeline(transaction=True) as pipe:
+        ids = [await queue.enqueue(n, delay=30, pipeline=pipe) for n in range(3)]
+        await pipe.execute()
+    state = await raw(client, queue)
+    assert sorted(state.delayed) == sorted(ids)
+    assert state.stats == {'enqueued': 3, 'delayed': 3}
+    assert len({await client.zscore(queue.keys['delayed'], task_id) for task_id in ids}) == 1
 
 
 async def test_a_new_clock_offset_starts_a_new_call(client: redis.asyncio.Redis, queue: Torrelque) -> None:
@@ -113,3 +126,43 @@ async def test_every_task_of_a_batch_has_its_event(client: redis.asyncio.Redis, 
     assert [(event.task_id, event.event, event.status) for event in events] == [
         (task_id, 'enqueued', S.PENDING) for task_id in ids
     ]
+
+
+def draw_ids(monkeypatch: pytest.MonkeyPatch, *ids: str) -> None:
+    """Makes the queue draw these task ids, in this order."""
+    drawn = iter(ids)
+    monkeypatch.setattr(torrelque._queue, '_new_task_id', lambda: next(drawn).encode())
+
+
+async def test_a_taken_id_is_drawn_again(
+    client: redis.asyncio.Redis, queue: Torrelque, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    draw_ids(monkeypatch, 'first', 'first', 'second', 'kept', 'kept', 'third')
+    assert await queue.enqueue('one') == 'first'
+    # The id of a task in the queue is taken.
+    assert await queue.enqueue('two') == 'second'
+    assert await queue.enqueue('three') == 'kept'
+    await queue.dequeue(timeout=1)
+    await queue.dequeue(timeout=1)
+    task_id, _ = await queue.dequeue(timeout=1)
+    assert task_id == 'kept'
+    await queue.release(task_id, result='done')
+    # So is the id of a released task whose state is kept.
+    assert await queue.enqueue('four') == 'third'
+    assert (await queue.get_task_state('kept')).result == 'done'
+    assert (await raw(client, queue)).stats['enqueued'] == 4
+
+
+async def test_a_taken_id_in_a_pipeline_is_refused(
+    client: redis.asyncio.Redis, queue: Torrelque, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    draw_ids(monkeypatch, 'first', 'same', 'same', 'first', 'last')
+    await queue.enqueue('one')
+    async with client.pipeline(transaction=True) as pipe:
+        for n in range(4):
+            await queue.enqueue(n, pipeline=pipe)
+        assert await pipe.execute() == [[1, -2, -2, 1]]
+    state = await raw(client, queue)
+    assert state.pending == ['first', 'same', 'last']
+    assert await client.hget(queue.keys['tasks'], 'same') in (b'0', '0')
+    assert state.stats['enqueued'] == 3

@@ -67,8 +67,8 @@ _ID_ALPHABET = bytes(range(256)).translate(
 _STATUS_ARGS = {status: b'%d' % status for status in TorrelqueTaskStatus}
 
 
-def _new_task_id() -> str:
-    return os.urandom(16).translate(_ID_ALPHABET).decode()
+def _new_task_id() -> bytes:
+    return os.urandom(16).translate(_ID_ALPHABET)
 
 
 def _number(name: str, value: Any, *, positive: bool) -> float:
@@ -279,9 +279,10 @@ class Torrelque:
             time.
         :param pipeline: a caller's ``client.pipeline(transaction=True)``
             to add the enqueue to; the caller executes it. Consecutive
-            enqueues into one pipeline share one script call (of up to 250
-            tasks), whose entry in the pipeline's results is a list of one
-            code per task (1 when enqueued).
+            enqueues into one pipeline with the same timeout and delay
+            share one script call (of up to 250 tasks), whose entry in the
+            pipeline's results is a list of one code per task (1 when
+            enqueued).
         :return: the task's id.
         :raises TorrelqueSerialiserError: the serialiser cannot encode the task.
         :raises TorrelqueValueError: a timeout or delay out of range.
@@ -290,18 +291,17 @@ class Torrelque:
         delay_us = 0 if delay is None else _micros(_number('delay', delay, positive=False))
         payload = self._dumps(task, 'task')
         target = self._target(pipeline)
-        stored_timeout = '' if timeout == STANDARD_TIMEOUT else timeout
+        common = [self._offset_arg, b'' if timeout == STANDARD_TIMEOUT else timeout, b'%d' % delay_us]
         if pipeline is not None:
             task_id = _new_task_id()
-            await self._enqueue_batches.add(target, [self._offset_arg], [task_id, payload, stored_timeout, delay_us])
-            return task_id
+            await self._enqueue_batches.add(target, common, [task_id, payload])
+            return task_id.decode()
         while True:
             task_id = _new_task_id()
-            args = [self._offset_arg, task_id, payload, stored_timeout, delay_us]
-            (code,) = await self._scripts['enqueue'](self._enqueue_keys, args)
+            (code,) = await self._scripts['enqueue'](self._enqueue_keys, [*common, task_id, payload])
             # A taken id (about one in 10**28) writes nothing; draw another.
             if code != Outcome.DUPLICATE:
-                return task_id
+                return task_id.decode()
 
     async def dequeue(self, timeout: float | None = None, *, max_tasks: int = 1) -> TaskPair | list[TaskPair]:
         """Takes the next task(s) off the queue for processing, waiting in

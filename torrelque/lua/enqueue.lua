@@ -1,7 +1,8 @@
 --[[
-enqueue: stores new tasks and puts each id in `pending`, or in `delayed`
-until it is due. One call takes one task, or a batch of them (consecutive
-enqueues into one pipeline share a call).
+enqueue: stores new tasks and puts their ids in `pending`, or in `delayed`
+until they are due. One call takes one task, or a batch of tasks with the
+same timeout and delay (consecutive enqueues into one pipeline share a
+call).
 
 KEYS[1] tasks     hash: id -> serialised payload
 KEYS[2] pending   list of ids waiting (pushed left, popped right)
@@ -11,52 +12,75 @@ KEYS[5] events    queue-wide event channel
 KEYS[6] wake      channel that wakes a sleeping scheduled sweep
 KEYS[7] task      prefix of task state keys: "<prefix>:<id>"
 ARGV[1] clock offset (integer microseconds)
-ARGV[2...] four values per task:
-        task id,
-        serialised payload,
-        task timeout (seconds), or '' for DEFAULT_TIMEOUT,
-        delay (integer microseconds; 0 puts the task in pending)
+ARGV[2] task timeout (seconds), or '' for DEFAULT_TIMEOUT
+ARGV[3] delay (integer microseconds; 0 puts the tasks in pending)
+ARGV[4...] two values per task: its id, its serialised payload
 Returns a list of one code per task: OK, or DUPLICATE (nothing written
 for that task) when its id is already taken.
 ]]
 local tasks_key, pending_key, delayed_key = KEYS[1], KEYS[2], KEYS[3]
 local stats_key, events_channel, wake_channel, task_prefix = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local offset_us = ARGV[1]
+local offset_us, timeout, delay_us = ARGV[1], ARGV[2], tonumber(ARGV[3])
+
+local ids, state_keys = {}, {}
+for i = 4, #ARGV, 2 do
+  ids[#ids + 1] = ARGV[i]
+  state_keys[#state_keys + 1] = task_prefix .. ':' .. ARGV[i]
+end
+
+-- An id is taken by a task in the queue (its payload) or by a kept state
+-- (a released task's result). Both are checked for the whole batch at
+-- once; only when one is taken is each id looked at.
+local payloads = redis.call('HMGET', tasks_key, unpack(ids))
+local states_taken = redis.call('EXISTS', unpack(state_keys)) > 0
+local codes, added, fields, channels, seen = {}, {}, {}, {events_channel}, {}
+for i, id in ipairs(ids) do
+  if payloads[i] or seen[id] or (states_taken and redis.call('EXISTS', state_keys[i]) == 1) then
+    codes[i] = DUPLICATE
+  else
+    codes[i] = OK
+    seen[id] = true
+    added[#added + 1] = i
+    fields[#fields + 1] = id
+    fields[#fields + 1] = ARGV[3 + 2 * i]
+    channels[#channels + 1] = state_keys[i]
+  end
+end
+if #added == 0 then
+  return codes
+end
 
 local now_us = clock_us(offset_us)
 local now = us_text(now_us)
-local codes, added, pending_ids, channels = {}, {}, {}, {events_channel}
-for i = 2, #ARGV, 4 do
-  local id, payload, timeout, delay_us = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  local state_key = task_prefix .. ':' .. id
-  -- A kept state (a released task's result) takes an id as much as a payload.
-  if redis.call('EXISTS', state_key) == 1 or redis.call('HSETNX', tasks_key, id, payload) == 0 then
-    codes[#codes + 1] = DUPLICATE
+local status, entries = STATUS_PENDING, {}
+if delay_us > 0 then
+  status = STATUS_DELAYED
+  local due_us = now_us + delay_us
+  local due = us_text(due_us)
+  for _, i in ipairs(added) do
+    entries[#entries + 1] = due
+    entries[#entries + 1] = ids[i]
+  end
+  wake_if_earliest(delayed_key, wake_channel, due_us, now_us)
+  redis.call('ZADD', delayed_key, unpack(entries))
+  redis.call('HINCRBY', stats_key, 'delayed', #added)
+else
+  for _, i in ipairs(added) do
+    entries[#entries + 1] = ids[i]
+  end
+  redis.call('LPUSH', pending_key, unpack(entries))
+end
+redis.call('HSET', tasks_key, unpack(fields))
+for _, i in ipairs(added) do
+  if timeout ~= '' then
+    redis.call('HSET', state_keys[i], 'status', status, 'enqueued', now, 'timeout', timeout)
   else
-    local status = STATUS_PENDING
-    if delay_us > 0 then
-      status = enter_queue(pending_key, delayed_key, stats_key, wake_channel, id, now_us, delay_us)
-    else
-      pending_ids[#pending_ids + 1] = id
-    end
-    if timeout ~= '' then
-      redis.call('HSET', state_key, 'status', status, 'enqueued', now, 'timeout', timeout)
-    else
-      redis.call('HSET', state_key, 'status', status, 'enqueued', now)
-    end
-    codes[#codes + 1] = OK
-    added[#added + 1] = {id, state_key}
-    channels[#channels + 1] = state_key
+    redis.call('HSET', state_keys[i], 'status', status, 'enqueued', now)
   end
 end
-if #pending_ids > 0 then
-  redis.call('LPUSH', pending_key, unpack(pending_ids))
-end
-if #added > 0 then
-  redis.call('HINCRBY', stats_key, 'enqueued', #added)
-  learn_listeners(channels)
-  for _, task in ipairs(added) do
-    publish(events_channel, task[2], task[1], 'enqueued', now)
-  end
+redis.call('HINCRBY', stats_key, 'enqueued', #added)
+learn_listeners(channels)
+for _, i in ipairs(added) do
+  publish(events_channel, state_keys[i], ids[i], 'enqueued', now)
 end
 return codes
