@@ -26,6 +26,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -81,86 +82,37 @@ class Case:
 
 def plan(quick: bool) -> list[Case]:
     """What a run measures. The full run gives each package at least 3
-    rounds, except where one round of 0.9 takes a sweep interval (30 s)."""
-    if quick:
-        return [
-            Case('bulk', 'bulk', ['--size', '10000'], 3),
-            Case('single-1', 'single', ['--size', '2000', '--workers', '1'], 3),
-            Case('single-8', 'single', ['--size', '2000', '--workers', '8'], 3),
-            Case('watch', 'watch', ['--size', '100', '--idle-seconds', '1'], 3),
-            Case(
-                'delayed',
-                'delayed',
-                ['--size', '20'],
-                3,
-                ['--size', '20', '--cap', '3'],
-                1,
-                note='0.9: one round, capped at 3 s (its sweep runs every 30 s)',
-            ),
-            Case(
-                'stale',
-                'stale',
-                ['--size', '20'],
-                3,
-                ['--size', '20', '--cap', '3'],
-                1,
-                note='0.9: one round, capped at 3 s (its sweep runs every 30 s)',
-            ),
-            Case('memory', 'memory', ['--size', '20000'], 3),
-            Case(
-                'sweep',
-                'sweep',
-                ['--size', '20000'],
-                3,
-                ['--size', '10000'],
-                1,
-                note='ours: 20,000 stale tasks; 0.9: 10,000, one round',
-            ),
-            Case(
-                'many-watches',
-                'many-watches',
-                ['--size', '2000', '--cap', '30'],
-                3,
-                None,
-                1,
-                note='0.9: one round',
-            ),
-        ]
+    rounds (7 for the short throughput runs, which the machine's other
+    work disturbs most), except where one round of 0.9 waits out its 30 s
+    sweep interval, and sizes 0.9's sweep to what it can do. The quick run
+    measures less, and caps what 0.9 cannot finish quickly."""
+
+    def pick(fast: Any, full: Any) -> Any:
+        return fast if quick else full
+
+    def size(fast: int, full: int) -> list[str]:
+        return ['--size', str(pick(fast, full))]
+
+    rounds = pick(3, 7)
+    late_cap = ['--cap', pick('3', '35')]
+    late_note = pick(
+        '0.9: one round, capped at 3 s (its sweep runs every 30 s)',
+        '0.9: one round (each waits out its 30 s sweep interval)',
+    )
     return [
-        Case('bulk', 'bulk', ['--size', '20000'], 3),
-        Case('single-1', 'single', ['--size', '5000', '--workers', '1'], 3),
-        Case('single-8', 'single', ['--size', '5000', '--workers', '8'], 3),
-        Case('watch', 'watch', ['--size', '200'], 3),
-        Case(
-            'delayed',
-            'delayed',
-            ['--size', '40'],
-            3,
-            ['--size', '40', '--cap', '35'],
-            1,
-            note='0.9: one round (each takes its 30 s sweep interval)',
-        ),
-        Case(
-            'stale',
-            'stale',
-            ['--size', '40'],
-            3,
-            ['--size', '40', '--cap', '35'],
-            1,
-            note='0.9: one round (each takes its 30 s sweep interval)',
-        ),
-        Case('memory', 'memory', ['--size', '100000'], 3),
-        Case(
-            'sweep',
-            'sweep',
-            ['--size', '200000'],
-            3,
-            ['--size', '10000'],
-            3,
-            note='0.9: 10,000 stale tasks (its sweep fails on any backlog above about 8,000)',
-        ),
-        Case('many-watches', 'many-watches', ['--size', '2000', '--cap', '60'], 3),
-    ]
+        Case('bulk', 'bulk', size(10_000, 20_000), rounds),
+        Case('single-1', 'single', [*size(2_000, 5_000), '--workers', '1'], rounds),
+        Case('single-8', 'single', [*size(2_000, 5_000), '--workers', '8'], rounds),
+        Case('watch', 'watch', [*size(100, 200), '--idle-seconds', pick('1', '2')], 3),
+        Case('delayed', 'delayed', size(20, 40), 3, [*size(20, 40), *late_cap], 1, note=late_note),
+        Case('stale', 'stale', size(20, 40), 3, [*size(20, 40), *late_cap], 1, note=late_note),
+        Case('memory', 'memory', size(20_000, 100_000), 3),
+        Case('sweep', 'sweep', size(20_000, 200_000), 3, size(10_000, 10_000), pick(1, 3),
+             note=pick('20,000', '200,000') + ' stale tasks; 0.9: 10,000 (its sweep fails above about 8,000)'),
+        Case('sweep-7k', 'sweep', size(7_000, 7_000), pick(1, 3)),
+        Case('many-watches', 'many-watches', ['--size', '2000', '--cap', pick('30', '60')], 3, None, pick(1, 3),
+             note=pick('0.9: one round', '')),
+    ]  # fmt: skip
 
 
 # -- the rows of the table ---------------------------------------------------------------------------
@@ -168,54 +120,57 @@ def plan(quick: bool) -> list[Case]:
 
 @dataclass
 class Row:
-    """One line of the table: a metric of a case, and its target."""
+    """One line of the table: a metric of a case, and its target: a bound
+    on the ratio ours/0.9 (``at_least`` or ``at_most``), or a check of our
+    result alone (``met``)."""
 
     case: str
     metric: str
     label: str
     fmt: str
-    target: str
-    met: Callable[[dict[str, Any], dict[str, Any]], bool] | None = field(default=None)
+    target: str = ''
+    at_least: float | None = None
+    at_most: float | None = None
+    met: Callable[[dict[str, Any]], bool] | None = field(default=None)
     ratio: bool = True
 
-
-def _ratio(ours: dict[str, Any], theirs: dict[str, Any], metric: str) -> float | None:
-    a, b = ours.get(metric), theirs.get(metric)
-    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or isinstance(a, bool) or not b:
-        return None
-    return float(a) / float(b)
+    def verdict(self, ours: dict[str, Any], ratio: float | None) -> str:
+        if self.met is not None:
+            return 'yes' if self.met(ours) else 'NO'
+        if ratio is None or (self.at_least is None and self.at_most is None):
+            return ''
+        ok = (self.at_least is None or ratio >= self.at_least) and (self.at_most is None or ratio <= self.at_most)
+        return 'yes' if ok else 'NO'
 
 
 ROWS = [
-    Row('bulk', 'tasks_per_s', 'bulk: tasks/s', '{:,.0f}', '>= 3.0x',
-        lambda o, t: (_ratio(o, t, 'tasks_per_s') or 0) >= 3.0),
-    Row('single-1', 'tasks_per_s', 'single, 1 consumer: tasks/s', '{:,.0f}', '>= 1.5x',
-        lambda o, t: (_ratio(o, t, 'tasks_per_s') or 0) >= 1.5),
-    Row('single-8', 'tasks_per_s', 'single, 8 consumers: tasks/s', '{:,.0f}', '>= 1.5x',
-        lambda o, t: (_ratio(o, t, 'tasks_per_s') or 0) >= 1.5),
+    Row('bulk', 'tasks_per_s', 'bulk: tasks/s', '{:,.0f}', '>= 3.0x', at_least=3.0),
+    Row('single-1', 'tasks_per_s', 'single, 1 consumer: tasks/s', '{:,.0f}', '>= 1.5x', at_least=1.5),
+    Row('single-8', 'tasks_per_s', 'single, 8 consumers: tasks/s', '{:,.0f}', '>= 1.5x', at_least=1.5),
     Row('watch', 'latency_p50_ms', 'watch latency p50: ms', '{:.2f}', '<= 1 ms',
-        lambda o, t: o['latency_p50_ms'] <= 1.0),
-    Row('watch', 'latency_p99_ms', 'watch latency p99: ms', '{:.2f}', ''),
+        met=lambda o: o['latency_p50_ms'] <= 1.0),
+    Row('watch', 'latency_p99_ms', 'watch latency p99: ms', '{:.2f}'),
     Row('watch', 'idle_client_cpu', '100 idle watchers: client CPU', '{:.1%}', '~0',
-        lambda o, t: o['idle_client_cpu'] < 0.01),
+        met=lambda o: o['idle_client_cpu'] < 0.01),
     Row('delayed', 'late_p99_ms', 'delayed 0.5 s: p99 late, ms', '{:,.1f}', '<= 50 ms',
-        lambda o, t: o['late_p99_ms'] <= 50 and not o['capped']),
+        met=lambda o: o['late_p99_ms'] <= 50 and not o['capped']),
     Row('stale', 'late_p99_ms', 'stale recovery: p99 late, ms', '{:,.1f}', '<= 50 ms',
-        lambda o, t: o['late_p99_ms'] <= 50 and not o['capped']),
-    Row('memory', 'pending_bytes_per_task', 'memory per pending task: B', '{:.1f}', '<= 0.8x',
-        lambda o, t: (_ratio(o, t, 'pending_bytes_per_task') or 9) <= 0.8),
-    Row('memory', 'working_bytes_per_task', 'memory per working task: B', '{:.1f}', '<= 0.8x',
-        lambda o, t: (_ratio(o, t, 'working_bytes_per_task') or 9) <= 0.8),
+        met=lambda o: o['late_p99_ms'] <= 50 and not o['capped']),
+    Row('memory', 'pending_bytes_per_task', 'memory per pending task: B', '{:.1f}', '<= 0.8x', at_most=0.8),
+    Row('memory', 'working_bytes_per_task', 'memory per working task: B', '{:.1f}', '<= 0.8x', at_most=0.8),
     Row('sweep', 'returned', 'sweep: stale tasks returned', '{:,}', 'all',
-        lambda o, t: bool(o['all_returned']), ratio=False),
+        met=lambda o: bool(o['all_returned']), ratio=False),
     Row('sweep', 'slowlog_entries', 'sweep: SLOWLOG entries >= 10 ms', '{}', 'none',
-        lambda o, t: o['slowlog_entries'] == 0, ratio=False),
-    Row('sweep', 'slowest_command_ms', 'sweep: slowest command, ms', '{:.1f}', '', ratio=False),
+        met=lambda o: o['slowlog_entries'] == 0, ratio=False),
+    Row('sweep', 'slowest_command_ms', 'sweep: slowest command, ms', '{:.1f}', ratio=False),
+    Row('sweep-7k', 'returned', 'sweep of 7,000: returned', '{:,}', 'all',
+        met=lambda o: bool(o['all_returned']), ratio=False),
+    Row('sweep-7k', 'slowest_command_ms', 'sweep of 7,000: slowest command, ms', '{:.1f}', ratio=False),
     Row('many-watches', 'completed', '2,000 watches: completed', '{:,}', 'all',
-        lambda o, t: o['completed'] == o['watches'], ratio=False),
+        met=lambda o: o['completed'] == o['watches'], ratio=False),
     Row('many-watches', 'pubsub_connections', '2,000 watches: pub/sub connections', '{:,}', '<= 2',
-        lambda o, t: o['pubsub_connections'] <= 2, ratio=False),
-    Row('many-watches', 'complete_s', '2,000 watches: s to all final', '{:.2f}', ''),
+        met=lambda o: o['pubsub_connections'] <= 2, ratio=False),
+    Row('many-watches', 'complete_s', '2,000 watches: s to all final', '{:.2f}'),
 ]  # fmt: skip
 
 
@@ -286,7 +241,7 @@ class Runner:
             str(self.pythons[side]), str(BENCH / 'scenarios.py'), case.scenario,
             '--redis-url', self.server.url, *case.arguments(side),
         ]  # fmt: skip
-        cpu = self.server_cpu()
+        server_cpu, machine, children = self.server_cpu(), machine_busy(), children_cpu()
         start = time.perf_counter()
         with self.log.open('a') as log:
             log.write(f'\n### {case.name} {side}: {" ".join(command)}\n')
@@ -299,12 +254,33 @@ class Runner:
             raise RuntimeError(f'{case.name} failed for {side} (exit {done.returncode}); see {self.log}')
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         result['process_s'] = wall
-        result['server_cpu_s'] = self.server_cpu() - cpu
+        result['client_cpu_s'] = children_cpu() - children
+        result['server_cpu_s'] = self.server_cpu() - server_cpu
+        # Other work on the machine disturbs the timings: how many cores it
+        # kept busy meanwhile (what was busy, less the scenario and the server).
+        other = machine_busy() - machine - result['client_cpu_s'] - result['server_cpu_s']
+        result['other_load_cores'] = max(0.0, other / wall)
         result['commandstats'] = {
             name.removeprefix('cmdstat_'): {'calls': stats['calls'], 'usec': stats['usec']}
             for name, stats in self.admin.info('commandstats').items()
         }
         return result
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy (Linux), else 0."""
+    try:
+        fields = Path('/proc/stat').read_text().split('\n', 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    ticks = [int(field) for field in fields]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf('SC_CLK_TCK')
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def check_packages(results: dict[str, list[dict[str, Any]]]) -> None:
@@ -346,22 +322,54 @@ def show(fmt: str, value: Any) -> str:
     return fmt.format(value)
 
 
-def table(summary: dict[str, dict[str, dict[str, Any]]]) -> list[list[str]]:
-    lines = [['scenario', 'ours', '0.9', 'ours/0.9', 'target', 'met']]
+def cell(row: Row, result: dict[str, Any]) -> str:
+    """A value of the table, with what qualifies it."""
+    text = show(row.fmt, result.get(row.metric))
+    if row.metric == 'returned':
+        text = f'{text} of {show(row.fmt, result["tasks"])}'
+    if result.get('capped') and row.metric.startswith('late_'):
+        text = f'>= {text} (capped)'
+    if result.get('error'):
+        text = f'{text} (error)'
+    return text
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def ratios(results: dict[str, list[dict[str, Any]]], metric: str) -> list[float]:
+    """Ours/0.9 for ``metric``: one per round, each of two adjacent runs
+    (which share the machine's state of the moment), where both packages
+    ran as many rounds; else the one ratio of the medians."""
+    if len(results[OURS]) == len(results[THEIRS]):
+        pairs = [(_number(a['metrics'].get(metric)), _number(b['metrics'].get(metric)))
+                 for a, b in zip(results[OURS], results[THEIRS], strict=True)]  # fmt: skip
+    else:
+        pairs = [(_number(medians(results[OURS]).get(metric)), _number(medians(results[THEIRS]).get(metric)))]
+    return [a / b for a, b in pairs if a is not None and b]
+
+
+def table(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> tuple[list[list[str]], dict[str, Any]]:
+    """The lines of the table, and the same as data."""
+    lines = [['scenario', 'ours', '0.9', 'ours/0.9', 'per round', 'target', 'met']]
+    rows = {}
     for row in ROWS:
-        if row.case not in summary:
+        if row.case not in raw:
             continue
-        ours, theirs = summary[row.case][OURS], summary[row.case][THEIRS]
-        ratio = _ratio(ours, theirs, row.metric) if row.ratio else None
-        value_ours = show(row.fmt, ours.get(row.metric))
-        value_theirs = show(row.fmt, theirs.get(row.metric))
-        if theirs.get('capped') and row.metric.startswith('late_'):
-            value_theirs = f'>= {value_theirs} (capped)'
-        if theirs.get('error') and row.case == 'sweep':
-            value_theirs = f'{value_theirs} (error)'
-        met = '' if row.met is None else ('yes' if row.met(ours, theirs) else 'NO')
-        lines.append([row.label, value_ours, value_theirs, '-' if ratio is None else f'{ratio:.2f}x', row.target, met])
-    return lines
+        ours, theirs = (medians(raw[row.case][side]) for side in (OURS, THEIRS))
+        each = ratios(raw[row.case], row.metric) if row.ratio else []
+        ratio = statistics.median(each) if each else None
+        spread = f'{min(each):.2f}-{max(each):.2f}' if len(each) > 1 else ''
+        verdict = row.verdict(ours, ratio)
+        value_ours, value_theirs = (cell(row, side) for side in (ours, theirs))
+        shown_ratio = '-' if ratio is None else f'{ratio:.2f}x'
+        lines.append([row.label, value_ours, value_theirs, shown_ratio, spread, row.target, verdict])
+        rows[row.label] = {
+            'case': row.case, 'metric': row.metric, 'ours': ours.get(row.metric), 'theirs': theirs.get(row.metric),
+            'ratio': ratio, 'round_ratios': each, 'target': row.target, 'met': verdict,
+        }  # fmt: skip
+    return lines, rows
 
 
 def rst_table(lines: list[list[str]]) -> str:
@@ -436,8 +444,15 @@ def main() -> int:
 
     elapsed = time.perf_counter() - clock
     command = ' '.join(['python', 'bench/run.py', *sys.argv[1:]])
-    report = rst_table(table(summary))
+    lines, rows = table(raw)
+    report = rst_table(lines)
     notes = [f'{case.name}: {case.note}' for case in cases if case.note]
+    busy = {
+        name: max(run['other_load_cores'] for runs in results.values() for run in runs) for name, results in raw.items()
+    }
+    disturbed = ', '.join(f'{name} {cores:.1f}' for name, cores in busy.items() if cores >= 0.2)
+    if disturbed:
+        notes.append(f'other work kept cores busy during some runs (most, in cores): {disturbed}')
     print()
     print(f'{command}   ({started:%Y-%m-%d %H:%M} UTC, {elapsed:.0f} s)')
     print(f'{about["cpus"]} CPUs ({about["cpu_model"]}), Python {about["python"]}, Redis {about["redis_server"]}, '
@@ -454,6 +469,7 @@ def main() -> int:
         'cases': [case.__dict__ for case in cases],
         'summary': summary,
         'table': report,
+        'rows': rows,
         'notes': notes,
         'runs': raw,
     }

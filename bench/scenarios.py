@@ -8,7 +8,10 @@ a fresh process of that package's interpreter (both packages import as
     python bench/scenarios.py bulk --redis-url redis://127.0.0.1:PORT/0
 
 It prints one JSON line: the scenario, the package it measured and the
-metrics. Times are wall-clock seconds (``time.perf_counter``) of this
+metrics. Each scenario works on a queue named ``bench-SCENARIO``, the same
+for both packages (key names are part of what a task costs); ``run.py``
+flushes its server before each run, so by hand use a fresh server or
+``--queue``. Times are wall-clock seconds (``time.perf_counter``) of this
 process; latencies are in milliseconds. The ``memory`` scenario flushes the
 server, and so refuses to run on a server whose ``MARKER`` key
 ``bench/run.py`` has not set.
@@ -25,7 +28,6 @@ import asyncio
 import contextlib
 import importlib.metadata
 import json
-import os
 import resource
 import sys
 import time
@@ -84,11 +86,17 @@ class Bench:
         # connection per watch, and redis-py's default pool has 100.
         self.client = redis.asyncio.Redis.from_url(self.url, max_connections=CONNECTIONS)
         self.admin = redis.asyncio.Redis.from_url(self.url, decode_responses=True)
-        self.queue_name = f'bench-{args.scenario}-{os.getpid()}'
+        # The same name for both packages: key names are part of what a task costs.
+        self.queue_name = args.queue or f'bench-{args.scenario}'
         self.queue = Torrelque(self.client, queue=self.queue_name)
 
     def size(self, default: int) -> int:
         return int(self.args.size or default)
+
+    async def cpu_mark(self) -> tuple[float, float, float]:
+        """Now: wall-clock time, this process's CPU time, the server's."""
+        info = await self.server_info('cpu')
+        return time.perf_counter(), time.process_time(), info['used_cpu_user'] + info['used_cpu_sys']
 
     async def server_info(self, section: str) -> dict[str, Any]:
         info: dict[str, Any] = await self.admin.info(section)
@@ -119,10 +127,11 @@ class Bench:
             ids.extend(task_id for task_id, _ in pairs)
         return ids
 
-    async def drain(self, total: int, consumers: int, max_tasks: int, pipelined: bool) -> float:
+    async def drain(self, total: int, consumers: int, max_tasks: int, pipelined: bool) -> tuple[float, float, float]:
         """Consumers dequeue and release until ``total`` tasks are done;
-        returns the seconds that took. Consumers still waiting then are
-        cancelled (the queue is empty)."""
+        returns the :meth:`cpu_mark` of that moment. Consumers still waiting
+        then (the queue is empty) are cancelled after it: a blocked dequeue
+        may take until its timeout to give up, which is not work."""
         done = 0
         finished = asyncio.Event()
 
@@ -143,18 +152,17 @@ class Bench:
                 if done >= total:
                     finished.set()
 
-        start = time.perf_counter()
         workers = [asyncio.create_task(consume()) for _ in range(consumers)]
         waiter = asyncio.create_task(finished.wait())
         await asyncio.wait([waiter, *workers], return_when=asyncio.FIRST_COMPLETED)
-        elapsed = time.perf_counter() - start
+        end = await self.cpu_mark()
         for task in [waiter, *workers]:
             task.cancel()
         results = await asyncio.gather(*workers, return_exceptions=True)
         for result in results:
             if isinstance(result, Exception):
                 raise result
-        return elapsed
+        return end
 
     async def subscribed_channels(self, fragment: str) -> int:
         """How many pub/sub channels whose name holds ``fragment`` have a
@@ -182,22 +190,27 @@ class Bench:
 # -- throughput -----------------------------------------------------------------
 
 
+def phases(count: int, marks: list[tuple[float, float, float]], names: list[str]) -> dict[str, float]:
+    """Per phase between marks: tasks/s, and microseconds per task of this
+    process's CPU and of the server's. Overall: ``tasks_per_s``."""
+    result = {'tasks_per_s': count / (marks[-1][0] - marks[0][0])}
+    for name, start, end in zip(names, marks, marks[1:], strict=False):
+        result[f'{name}_per_s'] = count / (end[0] - start[0])
+        result[f'{name}_client_cpu_us'] = (end[1] - start[1]) / count * 1e6
+        result[f'{name}_server_cpu_us'] = (end[2] - start[2]) / count * 1e6
+    return result
+
+
 async def bulk(bench: Bench) -> dict[str, Any]:
     """Enqueue in pipelines of 100, then 4 consumers take 100 at a time and
     release each batch in one pipeline."""
     count = bench.size(20_000)
-    start = time.perf_counter()
+    marks = [await bench.cpu_mark()]
     await bench.enqueue_bulk(count, lambda n: {'n': n})
-    enqueue_s = time.perf_counter() - start
-    drain_s = await bench.drain(count, consumers=4, max_tasks=PIPELINE, pipelined=True)
+    marks.append(await bench.cpu_mark())
+    marks.append(await bench.drain(count, consumers=4, max_tasks=PIPELINE, pipelined=True))
     stats = await bench.queue.get_queue_stats()
-    return {
-        'tasks': count,
-        'tasks_per_s': count / (enqueue_s + drain_s),
-        'enqueue_per_s': count / enqueue_s,
-        'consume_per_s': count / drain_s,
-        'left_in_queue': stats.tasks,
-    }
+    return {'tasks': count, **phases(count, marks, ['enqueue', 'consume']), 'left_in_queue': stats.tasks}
 
 
 async def single(bench: Bench) -> dict[str, Any]:
@@ -211,17 +224,15 @@ async def single(bench: Bench) -> dict[str, Any]:
         for n in counter:
             await bench.queue.enqueue({'n': n})
 
-    start = time.perf_counter()
+    marks = [await bench.cpu_mark()]
     await asyncio.gather(*(produce() for _ in range(workers)))
-    enqueue_s = time.perf_counter() - start
-    drain_s = await bench.drain(count, consumers=workers, max_tasks=1, pipelined=False)
+    marks.append(await bench.cpu_mark())
+    marks.append(await bench.drain(count, consumers=workers, max_tasks=1, pipelined=False))
     stats = await bench.queue.get_queue_stats()
     return {
         'tasks': count,
         'workers': workers,
-        'tasks_per_s': count / (enqueue_s + drain_s),
-        'enqueue_per_s': count / enqueue_s,
-        'consume_per_s': count / drain_s,
+        **phases(count, marks, ['enqueue', 'consume']),
         'left_in_queue': stats.tasks,
     }
 
@@ -421,9 +432,33 @@ async def used_memory(bench: Bench) -> int:
     return int(info['used_memory']) - int(info.get('mem_clients_normal', 0))
 
 
+async def memory_by_key(bench: Bench, task_ids: list[str], samples: int = 500) -> dict[str, float]:
+    """``MEMORY USAGE`` per task, by key: each key of the queue, and the
+    per-task keys (named after a task id) as one, from a sample of them.
+    Keys are named with the queue's name as ``Q`` and a task id as ``<id>``."""
+    known = set(task_ids)
+    sampled = set(task_ids[:: max(1, len(task_ids) // samples)])
+    per_task: dict[str, list[int]] = {}
+    usage: dict[str, float] = {}
+    async for key in bench.admin.scan_iter(match=f'*{bench.queue_name}*', count=1000):
+        head, _, last = key.rpartition(':')
+        role = key.replace(bench.queue_name, 'Q')
+        if last in known:
+            if last in sampled:
+                per_task.setdefault(f'{head.replace(bench.queue_name, "Q")}:<id>', []).append(
+                    await bench.admin.memory_usage(key, samples=0)
+                )
+        else:
+            usage[role] = (await bench.admin.memory_usage(key, samples=0) or 0) / len(task_ids)
+    for role, sizes in per_task.items():
+        usage[role] = sum(sizes) / len(sizes)
+    return usage
+
+
 async def memory(bench: Bench) -> dict[str, Any]:
     """``used_memory`` per task, pending and then working: 100-byte
-    serialised payloads (a 98-character string, in JSON)."""
+    serialised payloads (a 98-character string, in JSON). Also where it
+    goes: ``MEMORY USAGE`` per task of each key."""
     if not await bench.admin.exists(MARKER):
         raise SystemExit(f'refusing to flush a server without the {MARKER} key: start it with bench/run.py')
     count = bench.size(100_000)
@@ -435,30 +470,44 @@ async def memory(bench: Bench) -> dict[str, Any]:
     await bench.queue.release(warm_id)
     payload = 'x' * 98
     empty = await used_memory(bench)
-    await bench.enqueue_bulk(count, lambda n: payload)
+    ids = await bench.enqueue_bulk(count, lambda n: payload)
     pending = await used_memory(bench)
+    pending_keys = await memory_by_key(bench, ids)
     await bench.dequeue_all(count)
     working = await used_memory(bench)
+    working_keys = await memory_by_key(bench, ids)
     stats = await bench.queue.get_queue_stats()
     return {
         'tasks': count,
         'pending_bytes_per_task': (pending - empty) / count,
         'working_bytes_per_task': (working - empty) / count,
         'working_count': stats.working,
+        'pending_by_key': pending_keys,
+        'working_by_key': working_keys,
     }
 
 
 async def sweep(bench: Bench) -> dict[str, Any]:
     """``--size`` tasks with ``task_timeout=1``, dequeued and abandoned;
     once all are stale, one ``sweep()``: does it return them all, and does
-    any server command of it take over the slow log threshold?"""
+    any server command of it take as long as the slow log's threshold?
+
+    On the benchmark's own server, the slow log keeps every command of the
+    sweep (a threshold of 0), which also tells the slowest one; the
+    commands at or over the configured threshold are counted as the slow
+    log would have kept them."""
     count = bench.size(200_000)
     await bench.enqueue_bulk(count, lambda n: {'n': n}, task_timeout=1)
     setup_slow = len(await bench.admin.slowlog_get(1024))
     await bench.dequeue_all(count)
     await asyncio.sleep(1.2)  # past every deadline
+    config = await bench.admin.config_get('slowlog-*')
+    threshold = int(config['slowlog-log-slower-than'])
+    private = await bench.admin.exists(MARKER)
+    if private:
+        await bench.admin.config_set('slowlog-max-len', 100_000)
+        await bench.admin.config_set('slowlog-log-slower-than', 0)
     await bench.admin.slowlog_reset()
-    threshold = int((await bench.admin.config_get('slowlog-log-slower-than'))['slowlog-log-slower-than'])
     start = time.perf_counter()
     error = None
     swept = (0, 0, 0)
@@ -467,7 +516,11 @@ async def sweep(bench: Bench) -> dict[str, Any]:
     except Exception as exc:  # 0.9's single script call fails on large backlogs
         error = f'{type(exc).__name__}: {exc}'
     elapsed = time.perf_counter() - start
-    slow = await bench.admin.slowlog_get(1024)
+    logged = await bench.admin.slowlog_get(100_000)
+    if private:
+        await bench.admin.config_set('slowlog-log-slower-than', threshold)
+        await bench.admin.config_set('slowlog-max-len', config['slowlog-max-len'])
+    durations = [entry['duration'] for entry in logged]
     stats = await bench.queue.get_queue_stats()
     return {
         'tasks': count,
@@ -477,8 +530,9 @@ async def sweep(bench: Bench) -> dict[str, Any]:
         'sweep_s': elapsed,
         'error': error,
         'slowlog_threshold_us': threshold,
-        'slowlog_entries': len(slow),
-        'slowest_command_ms': max((entry['duration'] for entry in slow), default=0) / 1000,
+        'slowlog_entries': sum(1 for duration in durations if duration >= threshold),
+        'slowest_command_ms': max(durations, default=0) / 1000,
+        'commands_logged': len(durations),
         'slowlog_entries_in_setup': setup_slow,
     }
 
@@ -510,6 +564,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('scenario', choices=sorted(SCENARIOS))
     parser.add_argument('--redis-url', required=True, help='a server of the benchmark alone')
+    parser.add_argument('--queue', help='the queue name (default: bench-SCENARIO)')
     parser.add_argument('--size', type=int, help='tasks, samples or watches (each scenario has a default)')
     parser.add_argument('--workers', type=int, default=1, help='producers and consumers (single)')
     parser.add_argument('--cap', type=float, default=40.0, help='most seconds to wait for late tasks or watches')
