@@ -24,6 +24,7 @@ import contextlib
 import datetime
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import resource
@@ -350,6 +351,12 @@ def ratios(results: dict[str, list[dict[str, Any]]], metric: str) -> list[float]
     return [a / b for a, b in pairs if a is not None and b]
 
 
+def ratio_text(ratio: float) -> str:
+    """Two decimals, or two significant digits for a small ratio."""
+    decimals = 2 if ratio >= 0.1 or not ratio else 1 - math.floor(math.log10(ratio))
+    return f'{ratio:.{decimals}f}'
+
+
 def table(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> tuple[list[list[str]], dict[str, Any]]:
     """The lines of the table, and the same as data."""
     lines = [['scenario', 'ours', '0.9', 'ours/0.9', 'per round', 'target', 'met']]
@@ -360,10 +367,10 @@ def table(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> tuple[list[list[st
         ours, theirs = (medians(raw[row.case][side]) for side in (OURS, THEIRS))
         each = ratios(raw[row.case], row.metric) if row.ratio else []
         ratio = statistics.median(each) if each else None
-        spread = f'{min(each):.2f}-{max(each):.2f}' if len(each) > 1 else ''
+        spread = f'{ratio_text(min(each))}-{ratio_text(max(each))}' if len(each) > 1 else ''
         verdict = row.verdict(ours, ratio)
         value_ours, value_theirs = (cell(row, side) for side in (ours, theirs))
-        shown_ratio = '-' if ratio is None else f'{ratio:.2f}x'
+        shown_ratio = '-' if ratio is None else f'{ratio_text(ratio)}x'
         lines.append([row.label, value_ours, value_theirs, shown_ratio, spread, row.target, verdict])
         rows[row.label] = {
             'case': row.case, 'metric': row.metric, 'ours': ours.get(row.metric), 'theirs': theirs.get(row.metric),
@@ -409,7 +416,11 @@ def main() -> int:
     parser.add_argument('--json', type=Path, help='where to write the results (default: bench/results/<time>.json)')
     parser.add_argument('--only', nargs='+', metavar='CASE', help='run only these cases')
     parser.add_argument('--venv', type=Path, default=BENCH / '.venv-0.9', help='the venv for Torrelque 0.9.0')
+    parser.add_argument('--table', type=Path, metavar='JSON', help='print the table of an earlier run, and stop')
     options = parser.parse_args()
+    if options.table:
+        print(rst_table(table(json.loads(options.table.read_text())['runs'])[0]))
+        return 0
 
     started = datetime.datetime.now(datetime.UTC)
     clock = time.perf_counter()
