@@ -12,9 +12,10 @@ ignores it), starts one private ``redis-server`` (``redis-server`` must be
 on ``PATH``; the server on the standard port is never touched), and runs
 each scenario of ``bench/scenarios.py`` against both packages in turn
 (A B A B ...), each run in a fresh process, since both import as
-``torrelque``. It prints a table of the medians with the ratio ours/theirs
-and the targets, and writes every measurement as JSON to
-``bench/results/`` (or ``--json PATH``).
+``torrelque``. It prints a table of the medians, with the ratio ours/0.9
+(the median of each round's pair) and the targets, and writes every
+measurement as JSON to ``bench/results/`` (or ``--json PATH``);
+``--table PATH`` prints the table of such a file again.
 """
 
 from __future__ import annotations

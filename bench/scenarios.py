@@ -14,7 +14,8 @@ flushes its server before each run, so by hand use a fresh server or
 ``--queue``. Times are wall-clock seconds (``time.perf_counter``) of this
 process; latencies are in milliseconds. The ``memory`` scenario flushes the
 server, and so refuses to run on a server whose ``MARKER`` key
-``bench/run.py`` has not set.
+``bench/run.py`` has not set; on such a server only, the ``sweep`` scenario
+lowers the slow log's threshold while it sweeps, and restores it.
 
 Nothing here may use what only one of the packages has: no ``aclose()``,
 no ``watch_queue()``, no keyword either lacks; blocking dequeues use whole
