@@ -70,7 +70,9 @@ class Consumer:
                     self.done[task['n']] += 1  # the work
                 await self.queue.release(task_id, pipeline=pipe)
             codes = await pipe.execute()
-        self.refused += sum(1 for code in codes if code != 1)
+        # Consecutive releases share a script call, whose entry lists a code per task.
+        for entry in codes:
+            self.refused += sum(1 for code in (entry if isinstance(entry, list) else [entry]) if code != 1)
         return not self.got_pill
 
 

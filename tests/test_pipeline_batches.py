@@ -1,5 +1,5 @@
-"""Consecutive enqueues into one pipeline share one script call; an id
-that is taken is refused, alone or in a batch."""
+"""Consecutive enqueues, and releases without a result, into one pipeline
+share one script call; an id that is taken is refused, alone or in a batch."""
 
 from __future__ import annotations
 
@@ -166,3 +166,51 @@ async def test_a_taken_id_in_a_pipeline_is_refused(
     assert state.pending == ['first', 'same', 'last']
     assert await client.hget(queue.keys['tasks'], 'same') in (b'0', '0')
     assert state.stats['enqueued'] == 3
+
+
+async def test_consecutive_plain_releases_share_a_call(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    for n in range(6):
+        await queue.enqueue(n)
+    (a, _), (b, _), (c, _), (d, _), (e, _), (f, _) = await queue.dequeue(timeout=1, max_tasks=6)
+    async with client.pipeline(transaction=True) as pipe:
+        await queue.release(a, pipeline=pipe)
+        await queue.release(b, pipeline=pipe)
+        await queue.release(a, pipeline=pipe)  # twice in one call: refused the second time
+        await queue.release(c, status=S.REJECTED, pipeline=pipe)  # another status: a new call
+        await queue.release(d, result='kept', pipeline=pipe)  # a result: a call of its own
+        await queue.release(e, pipeline=pipe)
+        await queue.release('unknown', pipeline=pipe)
+        assert len(pipe) == 4
+        results = await pipe.execute()
+    assert results == [[1, 1, -1], [1], [1], [1, 0]]
+    state = await raw(client, queue)
+    assert (state.working, state.tasks) == ([f], {f})
+    assert state.stats['released'] == 5
+    assert (state.stats['completed'], state.stats['rejected']) == (4, 1)
+    assert await state_hash(client, queue, a) == {}
+    assert (await queue.get_task_state(d)).result == 'kept'
+
+
+async def test_every_task_of_a_release_batch_has_its_event(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    for n in range(3):
+        await queue.enqueue(n)
+    tasks = await queue.dequeue(timeout=1, max_tasks=3)
+    events: list[TorrelqueEvent] = []
+
+    async def tail() -> None:
+        async for event in queue.watch_queue():
+            events.append(event)
+            if len(events) == 3:
+                return
+
+    tailing = asyncio.create_task(tail())
+    watch = queue.watch(tasks[0][0], timeout=5)
+    assert (await watch.__anext__()).status is S.WORKING
+    async with client.pipeline(transaction=True) as pipe:
+        for task_id, _ in tasks:
+            await queue.release(task_id, pipeline=pipe)
+        await pipe.execute()
+    await asyncio.wait_for(tailing, 5)
+    assert [(e.task_id, e.event, e.status) for e in events] == [(i, 'removed', S.COMPLETED) for i, _ in tasks]
+    with pytest.raises(StopAsyncIteration):  # released without a result: the watch ends
+        await watch.__anext__()

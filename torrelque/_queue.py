@@ -188,6 +188,7 @@ class Torrelque:
         ]  # fmt: skip
         self._requeue_keys = [k['working'], k['pending'], k['delayed'], k['stats'], k['events'], k['wake'], k['task']]
         self._release_keys = [k['working'], k['tasks'], k['stats'], k['events'], k['task']]
+        self._release_batches = PipelineBatches(self._scripts['release'], self._release_keys, _BATCH)
         self._sweep_keys = [
             k['pending'], k['dequeueing'], k['undequeued'], k['working'],
             k['delayed'], k['stats'], k['events'], k['task'],
@@ -440,7 +441,11 @@ class Torrelque:
             :attr:`result_ttl`).
         :param status: ``COMPLETED``, or ``REJECTED`` for a task that failed
             for good.
-        :param pipeline: a caller's pipeline to add the release to.
+        :param pipeline: a caller's pipeline to add the release to; the
+            caller executes it. Consecutive releases without a result and
+            with the same status share one script call (of up to 250
+            tasks), whose entry in the pipeline's results is a list of one
+            code per task (1 when released, 0 or -1 when refused).
         :return: ``True`` when released; ``False`` (and a warning logged,
             nothing changed) when the task is not working. ``None`` with a
             pipeline.
@@ -457,11 +462,16 @@ class Torrelque:
             raise TorrelqueValueError(f'a released task needs a final status (COMPLETED or REJECTED), not {final.name}')
         ttl = self.result_ttl if result_ttl is None else _number('result_ttl', result_ttl, positive=True)
         target = self._target(pipeline)
-        args = [self._offset_arg, task_id, _STATUS_ARGS[final]]
-        if result is not None:
-            args += [self._dumps(result, 'result'), b'%d' % max(1, _micros(ttl) // 1000)]
-        code = await self._scripts['release'](self._release_keys, args, client=target)
-        return None if pipeline is not None else accepted(code, 'Release', task_id)
+        if result is None:
+            if pipeline is not None:
+                await self._release_batches.add(target, [self._offset_arg, _STATUS_ARGS[final], b'0'], [task_id])
+                return None
+            args = [self._offset_arg, _STATUS_ARGS[final], b'0', task_id]
+        else:
+            data = self._dumps(result, 'result')
+            args = [self._offset_arg, _STATUS_ARGS[final], b'1', task_id, data, b'%d' % max(1, _micros(ttl) // 1000)]
+        codes = await self._scripts['release'](self._release_keys, args, client=target)
+        return None if pipeline is not None else accepted(codes[0], 'Release', task_id)
 
     # -- the sweep -------------------------------------------------------------------
 
