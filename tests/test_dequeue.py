@@ -18,6 +18,7 @@ from torrelque import (
     TorrelqueValueError,
     json_serialiser,
 )
+from torrelque.server import RedisServer
 
 
 async def test_tasks_come_out_in_fifo_order(queue: Torrelque) -> None:
@@ -211,3 +212,22 @@ async def test_undecodable_payload_is_kept_even_when_the_error_cannot_be_encoded
     task = await queue.get_task_state(task_id)
     assert (task.status, task.result) == (TorrelqueTaskStatus.REJECTED, None)
     assert (await state_hash(client, queue, task_id))['payload'] == 'opaque'
+
+
+async def test_a_waiting_dequeue_is_one_blocking_command(
+    make_server: Callable[..., RedisServer], make_client: Callable[..., redis.asyncio.Redis]
+) -> None:
+    """No polling: a waiting dequeue sits in one blocking command (for up to
+    half the client's read timeout, 5 s by default in recent redis-py)."""
+    server = make_server()
+    admin = make_client(server.url)
+    queue = Torrelque(make_client(server.url), queue='patient')
+    await admin.config_resetstat()
+    waiting = asyncio.create_task(queue.dequeue())
+    await asyncio.sleep(2)
+    stats = await admin.info('commandstats')
+    assert stats['cmdstat_blmove']['calls'] == 1
+    assert not waiting.done()
+    task_id = await queue.enqueue('at last')
+    assert await asyncio.wait_for(waiting, 5) == (task_id, 'at last')
+    await queue.aclose()
