@@ -389,7 +389,42 @@ class _Inbox:
             self._waiter = None
 
 
-class TaskWatch:
+class _Subscription:
+    """A listener of one channel with an inbox: what both watches share.
+    Leaving early (``aclose()``, or the iterator dropped) unsubscribes."""
+
+    def __init__(self, hub: PubSubHub, channel: bytes) -> None:
+        self._hub = hub
+        self._channel = channel
+        self._inbox = _Inbox()
+        self._started = False
+        self._finished = False
+
+    async def aclose(self) -> None:
+        """Stops watching (unsubscribes)."""
+        self._finish()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # a finaliser must not raise
+            self._finish()
+
+    def _finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._hub.leave(self._channel, self)
+
+    # Listener
+    def on_message(self, data: bytes) -> None:
+        self._inbox.put(data)
+
+    def on_resubscribed(self) -> None:
+        pass
+
+    def on_closed(self) -> None:
+        self._inbox.close()
+
+
+class TaskWatch(_Subscription):
     """The async iterator that :meth:`~torrelque.Torrelque.watch` returns.
 
     It subscribes to the task's channel, then has the current state
@@ -408,15 +443,11 @@ class TaskWatch:
         timeout: float | None,
         loads: Callable[[bytes], Any],
     ) -> None:
-        self._hub = hub
-        self._channel = channel
+        super().__init__(hub, channel)
         self._task_id = task_id
         self._timeout = timeout
         self._loads = loads
-        self._inbox = _Inbox()
         self._deadline: float | None = None
-        self._started = False
-        self._finished = False
         self._last_status: TorrelqueTaskStatus | None = None
 
     def __aiter__(self) -> TaskWatch:
@@ -445,14 +476,6 @@ class TaskWatch:
         except BaseException:
             self._finish()
             raise
-
-    async def aclose(self) -> None:
-        """Stops watching (unsubscribes)."""
-        self._finish()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # a finaliser must not raise
-            self._finish()
 
     def _remaining(self) -> float | None:
         if self._deadline is None:
@@ -491,20 +514,9 @@ class TaskWatch:
             self._finish()
         return state
 
-    def _finish(self) -> None:
-        if not self._finished:
-            self._finished = True
-            self._hub.leave(self._channel, self)
-
-    # Listener
-    def on_message(self, data: bytes) -> None:
-        self._inbox.put(data)
-
     def on_resubscribed(self) -> None:
+        # Transitions may have been missed: the current state says where it is.
         asyncio.get_running_loop().create_task(self._resync())
-
-    def on_closed(self) -> None:
-        self._inbox.close()
 
     async def _resync(self) -> None:
         try:
@@ -513,17 +525,11 @@ class TaskWatch:
             logger.warning('Cannot re-read task %s after reconnecting: %s', self._task_id, exc)
 
 
-class QueueWatch:
+class QueueWatch(_Subscription):
     """The async iterator that :meth:`~torrelque.Torrelque.watch_queue`
     returns: every transition of every task of the queue, from the moment
-    it has subscribed (on the first ``__anext__``), until it is closed."""
-
-    def __init__(self, hub: PubSubHub, channel: bytes) -> None:
-        self._hub = hub
-        self._channel = channel
-        self._inbox = _Inbox()
-        self._started = False
-        self._finished = False
+    it has subscribed (on the first ``__anext__``), until it is closed.
+    Transitions while the connection is lost and restored are missed."""
 
     def __aiter__(self) -> QueueWatch:
         return self
@@ -549,26 +555,3 @@ class QueueWatch:
             status=None if status is None else TorrelqueTaskStatus(int(status)),
             time=_seconds(fields['time']),
         )
-
-    async def aclose(self) -> None:
-        """Stops watching (unsubscribes)."""
-        self._finish()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # a finaliser must not raise
-            self._finish()
-
-    def _finish(self) -> None:
-        if not self._finished:
-            self._finished = True
-            self._hub.leave(self._channel, self)
-
-    # Listener
-    def on_message(self, data: bytes) -> None:
-        self._inbox.put(data)
-
-    def on_resubscribed(self) -> None:
-        pass  # transitions during the outage are gone; the stream goes on
-
-    def on_closed(self) -> None:
-        self._inbox.close()

@@ -120,6 +120,18 @@ local function publish(events_channel, state_key, id, event, time_text, status, 
   end
 end
 
+-- Takes `id` out of `working`; when it is not there, changes nothing and
+-- returns why: NOT_WORKING when the task exists, else UNKNOWN.
+local function leave_working(working_key, state_key, id)
+  if redis.call('ZREM', working_key, id) == 1 then
+    return nil
+  end
+  if redis.call('EXISTS', state_key) == 1 then
+    return NOT_WORKING
+  end
+  return UNKNOWN
+end
+
 -- Tells a scheduled sweep, which sleeps until the earliest score of
 -- `working` or `delayed`, that a new earlier score is coming (call before
 -- adding it). The message is the number of seconds from now.

@@ -19,11 +19,9 @@ local working_key, tasks_key, stats_key, events_channel, task_prefix = KEYS[1], 
 local offset_us, id, result = ARGV[1], ARGV[2], ARGV[3]
 
 local state_key = task_prefix .. ':' .. id
-if redis.call('ZREM', working_key, id) == 0 then
-  if redis.call('EXISTS', state_key) == 1 then
-    return NOT_WORKING
-  end
-  return UNKNOWN
+local refused = leave_working(working_key, state_key, id)
+if refused then
+  return refused
 end
 
 local now = us_text(clock_us(offset_us))

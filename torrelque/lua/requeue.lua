@@ -20,11 +20,9 @@ local stats_key, events_channel, wake_channel, task_prefix = KEYS[4], KEYS[5], K
 local offset_us, id, delay_us, timeout = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 
 local state_key = task_prefix .. ':' .. id
-if redis.call('ZREM', working_key, id) == 0 then
-  if redis.call('EXISTS', state_key) == 1 then
-    return NOT_WORKING
-  end
-  return UNKNOWN
+local refused = leave_working(working_key, state_key, id)
+if refused then
+  return refused
 end
 
 local now_us = clock_us(offset_us)
