@@ -55,6 +55,13 @@ async def state_hash(client: redis.asyncio.Redis, queue: Torrelque, task_id: str
     return {text(k): text(v) for k, v in raw_hash.items()}
 
 
+async def working_task(queue: Torrelque, payload: object = 'job') -> str:
+    """Enqueues a task and dequeues it: its id, now working."""
+    await queue.enqueue(payload)
+    task_id, _ = await queue.dequeue(timeout=1)
+    return task_id
+
+
 async def server_now(client: redis.asyncio.Redis) -> float:
     """The Redis server's clock, in seconds."""
     seconds, micros = await client.time()

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 import redis.asyncio
-from helpers import raw, state_hash
+from helpers import raw, state_hash, working_task
 
 from torrelque import (
     Torrelque,
@@ -17,12 +17,6 @@ from torrelque import (
     TorrelqueTaskStatus,
     TorrelqueValueError,
 )
-
-
-async def working_task(queue: Torrelque, payload: object = 'job') -> str:
-    await queue.enqueue(payload)
-    task_id, _ = await queue.dequeue(timeout=1)
-    return task_id
 
 
 async def test_release_without_result_removes_every_trace(client: redis.asyncio.Redis, queue: Torrelque) -> None:

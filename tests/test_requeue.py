@@ -6,15 +6,9 @@ import logging
 
 import pytest
 import redis.asyncio
-from helpers import raw, score, server_now, state_hash
+from helpers import raw, score, server_now, state_hash, working_task
 
 from torrelque import Torrelque, TorrelqueTaskStatus, TorrelqueValueError
-
-
-async def working_task(queue: Torrelque, payload: object = 'job') -> str:
-    await queue.enqueue(payload)
-    task_id, _ = await queue.dequeue(timeout=1)
-    return task_id
 
 
 async def test_requeue_puts_the_task_at_the_tail(client: redis.asyncio.Redis, queue: Torrelque) -> None:
