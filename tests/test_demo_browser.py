@@ -56,6 +56,7 @@ def page(redis_url: str) -> Iterator[object]:
             problems: list[str] = []
             page.on('pageerror', lambda error: problems.append(f'page error: {error}'))
             page.on('console', lambda message: message.type == 'error' and problems.append(message.text))
+            page.problems = problems  # type: ignore[attr-defined]  # for a test that expects some
             page.goto(url)
             yield page
             # No script error and no blocked resource (such as a CSP violation).
@@ -103,3 +104,45 @@ def test_a_person_starts_tasks_and_sees_them_finish(page: object) -> None:
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / 'demo.png'), full_page=True)  # type: ignore[attr-defined]
+
+    # A reload shows the tab's tasks again, each in its current state.
+    page.reload()  # type: ignore[attr-defined]
+    expect(page.locator('#connection')).to_have_text('Live')  # type: ignore[attr-defined]
+    expect(tasks).to_have_count(3)
+    expect(tasks.nth(0).locator('.task-name')).to_have_text('Quarterly report')
+    expect(tasks.nth(0).locator('.status')).to_have_text('WORKING')
+    expect(tasks.nth(0).locator('.task-meta')).to_contain_text('attempt 1 of 2')
+    expect(tasks.nth(1).locator('.status')).to_have_text('REJECTED')
+    expect(tasks.nth(1).locator('.task-result')).to_have_text('Simulated failure (100 in 100 chance) on attempt 2')
+    expect(tasks.nth(2).locator('.status')).to_have_text('COMPLETED')
+    expect(tasks.nth(2).locator('.task-result')).to_have_text('Done in 1 s on attempt 1')
+
+    # "Clear finished" leaves the working task, and so does the next reload.
+    page.click('#clear')  # type: ignore[attr-defined]
+    expect(tasks).to_have_count(1)
+    page.reload()  # type: ignore[attr-defined]
+    expect(tasks).to_have_count(1)
+    expect(tasks.nth(0).locator('.task-name')).to_have_text('Quarterly report')
+
+
+def test_a_remembered_task_the_queue_no_longer_knows_is_marked_unknown(page: object) -> None:
+    from playwright.sync_api import expect
+
+    key = f"torrelque-demo:{page.locator('body').get_attribute('data-queue')}"  # type: ignore[attr-defined]
+    remembered = [{'id': 'NoSuchTask123456', 'name': 'Old report', 'duration': 2, 'chance': 0}]
+    page.evaluate('([key, tasks]) => sessionStorage.setItem(key, JSON.stringify(tasks))', [key, remembered])  # type: ignore[attr-defined]
+    page.reload()  # type: ignore[attr-defined]
+    task = page.locator('#tasks > li')  # type: ignore[attr-defined]
+    expect(task).to_have_count(1)
+    expect(task.locator('.status')).to_have_text('UNKNOWN')
+    expect(task.locator('.task-meta')).to_have_text(
+        'The queue no longer knows this task: its result expired, or the demo was restarted.'
+    )
+    # The browser reports the refused stream and the 404 that explains it; nothing else.
+    problems = page.problems  # type: ignore[attr-defined]
+    assert problems and all('404' in problem for problem in problems), problems
+    problems.clear()
+
+    page.click('#clear')  # type: ignore[attr-defined]
+    expect(task).to_have_count(0)
+    expect(page.locator('#no-tasks')).to_be_visible()  # type: ignore[attr-defined]

@@ -1,6 +1,7 @@
 // The demo page: starts tasks, follows each over its own event stream, and
 // the queue as a whole over another. Whatever comes from the server is shown
-// as text (textContent), never parsed as HTML.
+// as text (textContent), never parsed as HTML. The tab remembers the tasks
+// it started (sessionStorage), so a reload follows them again.
 'use strict';
 
 const settings = document.body.dataset;
@@ -10,6 +11,7 @@ const BACKOFF = Number(settings.backoff);
 // room for the queue stream and for starting tasks.
 const MAX_TASK_STREAMS = 4;
 const LOG_LENGTH = 12;
+const STORE_KEY = `torrelque-demo:${settings.queue}`;
 const COUNTERS = [
   ['enqueued', 'enqueued'], ['dequeued', 'dequeued'], ['requeued', 'requeued'], ['delayed', 'delayed'],
   ['completed', 'completed'], ['rejected', 'rejected'], ['released', 'released'], ['swept_stale', 'swept stale'],
@@ -73,7 +75,12 @@ async function startTasks(event) {
         showError(`Could not start the task: ${answer.error || response.statusText}`);
         return;
       }
-      addTask(answer.id, body);
+      addTask(answer.id, {
+        name: body.label || `Task ${started + 1}`,
+        duration: body.duration,
+        chance: body.failure_chance,
+      });
+      saveTasks();
     }
   } catch (error) {
     showError(`Could not reach the demo server: ${error.message}`);
@@ -82,15 +89,10 @@ async function startTasks(event) {
   }
 }
 
-function addTask(id, body) {
+function addTask(id, { name, duration, chance }) {
   started += 1;
   const el = $('task-template').content.firstElementChild.cloneNode(true);
-  const task = {
-    id, el, status: null, stream: null,
-    name: body.label || `Task ${started}`,
-    duration: body.duration,
-    chance: body.failure_chance,
-  };
+  const task = { id, el, name, duration, chance, status: null, stream: null };
   el.dataset.id = id;
   el.querySelector('.task-name').textContent = task.name;
   el.querySelector('.task-name').title = task.name;
@@ -104,6 +106,32 @@ function addTask(id, body) {
   $('no-tasks').hidden = true;
   show(task, { status: 'PENDING', dequeue_count: 0 });
   follow(task);
+}
+
+// What a reload needs to show the tab's tasks again; the states come anew
+// from their streams.
+function saveTasks() {
+  const kept = [...tasks.values()].map(({ id, name, duration, chance }) => ({ id, name, duration, chance }));
+  try {
+    sessionStorage.setItem(STORE_KEY, JSON.stringify(kept));
+  } catch {
+    // Storage may be off or full: the page works without it.
+  }
+}
+
+function restoreTasks() {
+  let kept;
+  try {
+    kept = JSON.parse(sessionStorage.getItem(STORE_KEY) || '[]');
+  } catch {
+    kept = [];
+  }
+  if (!Array.isArray(kept)) return;
+  for (const item of kept) {
+    if (item && typeof item.id === 'string' && typeof item.name === 'string' && !tasks.has(item.id)) {
+      addTask(item.id, { name: item.name, duration: Number(item.duration) || 0, chance: Number(item.chance) || 0 });
+    }
+  }
 }
 
 // -- following tasks --------------------------------------------------------
@@ -125,8 +153,8 @@ function follow(task) {
     // The browser reconnects by itself while the server is there; a stream
     // it gave up on (the task is unknown) is closed.
     if (stream.readyState === EventSource.CLOSED) {
-      if (!isFinal(task.status)) setMeta(task, 'Lost track of this task (is the demo server running?)');
       unfollow(task);
+      if (!isFinal(task.status)) lost(task);
     }
   });
 }
@@ -140,6 +168,26 @@ function unfollow(task) {
     const next = waiting.shift();
     if (tasks.has(next.id)) follow(next);
   }
+}
+
+// A stream the server refused: the task is unknown to the queue (its result
+// expired, or the demo restarted on a new Redis), or the server is down.
+async function lost(task) {
+  let known = true;
+  try {
+    known = (await fetch(`/tasks/${encodeURIComponent(task.id)}`)).status !== 404;
+  } catch {
+    // The server is not there.
+  }
+  task.status = 'UNKNOWN';
+  task.el.dataset.status = 'UNKNOWN';
+  const pill = task.el.querySelector('.status');
+  pill.dataset.status = 'UNKNOWN';
+  pill.textContent = 'UNKNOWN';
+  task.el.querySelector('.progress-fill').style.width = '';
+  setMeta(task, known
+    ? 'Lost track of this task (is the demo server running?)'
+    : 'The queue no longer knows this task: its result expired, or the demo was restarted.');
 }
 
 function isFinal(status) {
@@ -185,7 +233,7 @@ function show(task, state) {
   if ('result' in state && state.result !== null && state.result !== undefined) {
     el.querySelector('.task-result').textContent = describe(state.result);
   }
-  if (changed) animate(task, status);
+  if (changed) animate(task, status, state.last_dequeue_time);
 }
 
 function describe(result) {
@@ -196,25 +244,31 @@ function describe(result) {
   return JSON.stringify(result);
 }
 
-function animate(task, status) {
+// The bar of a working task fills over its duration, from the part already
+// done when the page learns of it late (after a reload).
+function animate(task, status, dequeuedAt) {
   const fill = task.el.querySelector('.progress-fill');
   fill.style.transition = 'none';
-  fill.style.width = status === 'WORKING' ? '0%' : '';
-  if (status === 'WORKING' && task.duration > 0) {
-    void fill.offsetWidth; // start the transition from 0
-    fill.style.transition = `width ${task.duration}s linear`;
-    fill.style.width = '100%';
+  if (status !== 'WORKING' || !(task.duration > 0)) {
+    fill.style.width = status === 'WORKING' ? '0%' : '';
+    return;
   }
+  const elapsed = dequeuedAt ? Math.min(Math.max(Date.now() / 1000 - dequeuedAt, 0), task.duration) : 0;
+  fill.style.width = `${(100 * elapsed) / task.duration}%`;
+  void fill.offsetWidth; // start the transition from there
+  fill.style.transition = `width ${task.duration - elapsed}s linear`;
+  fill.style.width = '100%';
 }
 
 function clearFinished() {
   for (const [id, task] of tasks) {
-    if (isFinal(task.status)) {
+    if (isFinal(task.status) || task.status === 'UNKNOWN') {
       task.el.remove();
       tasks.delete(id);
     }
   }
   $('no-tasks').hidden = tasks.size > 0;
+  saveTasks();
 }
 
 // -- the queue panel --------------------------------------------------------
@@ -291,4 +345,5 @@ $('count').addEventListener('input', () => {
   $('start').textContent = Number($('count').value) > 1 ? `Start ${Number($('count').value)} tasks` : 'Start task';
 });
 showSliders();
+restoreTasks();
 watchQueue();
