@@ -99,7 +99,8 @@ def test_task_completes_and_its_stream_ends(app: Demo) -> None:
 
 
 def test_failing_task_is_retried_with_back_off_then_rejected(app: Demo) -> None:
-    task_id = app.start(duration=0, failure_chance=1)
+    # Each attempt takes long enough for the stream to open during the first.
+    task_id = app.start(duration=0.5, failure_chance=1)
     states = app.follow(task_id)
     statuses = [state['status'] for state in states]
     assert statuses[-1] == 'REJECTED'

@@ -128,7 +128,7 @@ def test_a_person_starts_tasks_and_sees_them_finish(page: object) -> None:
 def test_a_remembered_task_the_queue_no_longer_knows_is_marked_unknown(page: object) -> None:
     from playwright.sync_api import expect
 
-    key = f"torrelque-demo:{page.locator('body').get_attribute('data-queue')}"  # type: ignore[attr-defined]
+    key = f'torrelque-demo:{page.locator("body").get_attribute("data-queue")}'  # type: ignore[attr-defined]
     remembered = [{'id': 'NoSuchTask123456', 'name': 'Old report', 'duration': 2, 'chance': 0}]
     page.evaluate('([key, tasks]) => sessionStorage.setItem(key, JSON.stringify(tasks))', [key, remembered])  # type: ignore[attr-defined]
     page.reload()  # type: ignore[attr-defined]
