@@ -75,6 +75,7 @@ def latency_summary(name: str, seconds: list[float]) -> dict[str, Any]:
     millis = [value * 1000 for value in seconds]
     return {
         f'{name}_p50_ms': percentile(millis, 50),
+        f'{name}_p90_ms': percentile(millis, 90),
         f'{name}_p99_ms': percentile(millis, 99),
         f'{name}_max_ms': max(millis) if millis else None,
     }
@@ -270,7 +271,7 @@ async def idle_cpu(bench: Bench, seconds: float) -> dict[str, float]:
 async def watch_latency(bench: Bench) -> dict[str, Any]:
     """From the start of ``release()`` to the watcher holding the final
     state, one task at a time; then the CPU that idle watchers use."""
-    samples = bench.size(200)
+    samples = bench.size(300)
     latencies: list[float] = []
     wrong = 0
     for n in range(samples):
