@@ -125,6 +125,30 @@ async def test_sweep_works_in_batches(client: redis.asyncio.Redis, queue: Torrel
     assert (len(state.pending), state.working, state.delayed) == (50, [], [])
 
 
+@pytest.mark.parametrize('size', [0, -1, 5001, 2.5, '100', True, None])
+async def test_a_bad_sweep_batch_size_is_refused_before_anything_moves(
+    client: redis.asyncio.Redis, queue: Torrelque, size: object
+) -> None:
+    await queue.enqueue('stale', task_timeout=1)
+    await queue.dequeue(timeout=1)
+    queue.clock_offset = 2
+    queue.sweep_batch_size = size  # type: ignore[assignment]
+    with pytest.raises(TorrelqueValueError, match='sweep_batch_size must be an integer from 1 to 5000'):
+        await queue.sweep()
+    assert (await queue.get_queue_stats()).working == 1
+
+
+async def test_the_largest_sweep_batch_works(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    queue.sweep_batch_size = 5000
+    async with client.pipeline() as pipe:
+        for i in range(6000):
+            await queue.enqueue(i, task_timeout=1, pipeline=pipe)
+        await pipe.execute()
+    await queue.dequeue(timeout=1, max_tasks=6000)
+    queue.clock_offset = 2
+    assert await queue.sweep() == (6000, 0, 0)
+
+
 async def test_scheduled_sweep_returns_a_delayed_task_on_time(make_queue: Callable[..., Torrelque]) -> None:
     producer, consumer = make_queue(), make_queue()
     consumer.schedule_sweep()  # the default interval is 30 s: the due time must wake it

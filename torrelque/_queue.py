@@ -54,6 +54,8 @@ COUNTERS = (
 # The most tasks one dequeue script call moves; larger max_tasks take more
 # calls. Also the most enqueues into a pipeline that share one script call.
 _BATCH = 250
+# The most a sweep_batch_size may be: Lua's unpack() takes fewer than 8,000 values.
+_MAX_SWEEP_BATCH = 5000
 
 # Task ids: 16 characters of [0-9A-Za-z] from 16 random bytes (95 bits of
 # entropy). Short ids make every key, list entry and hash field that holds
@@ -126,8 +128,8 @@ class Torrelque:
     sweep_interval: float = 30
     #: Default seconds a released task's state and result are kept.
     result_ttl: float = 3600
-    #: The most tasks one sweep script call moves, so that no call holds the
-    #: server for long, whatever the backlog.
+    #: The most tasks one sweep script call moves (1 to 5,000), so that no
+    #: call holds the server for long, whatever the backlog.
     sweep_batch_size: int = 250
 
     #: Key names, by role. An instance holds them prefixed with the hash-tagged
@@ -482,6 +484,7 @@ class Torrelque:
         sweep that sees them). Works in batches of :attr:`sweep_batch_size`.
 
         :return: how many ``(stale, delayed, undequeued)`` tasks it returned.
+        :raises TorrelqueValueError: :attr:`sweep_batch_size` is out of range.
         """
         counts, _ = await self._sweep()
         return counts
@@ -489,10 +492,13 @@ class Torrelque:
     async def _sweep(self) -> tuple[tuple[int, int, int], float | None]:
         """Sweeps every batch; also says in how many seconds the next
         deadline or due time comes (``None``: nothing is waiting)."""
+        size = self.sweep_batch_size
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= _MAX_SWEEP_BATCH:
+            raise TorrelqueValueError(f'sweep_batch_size must be an integer from 1 to {_MAX_SWEEP_BATCH}, not {size!r}')
         stale = due = orphans = 0
         first = True
         while True:
-            args = [self._offset_arg, self.sweep_batch_size, 1 if first else 0]
+            args = [self._offset_arg, size, 1 if first else 0]
             moved_stale, moved_due, moved_orphans, more, next_us = await self._scripts['sweep'](self._sweep_keys, args)
             stale += moved_stale
             due += moved_due
