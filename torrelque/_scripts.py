@@ -96,8 +96,10 @@ class Outcome(enum.IntEnum):
 
 
 _REFUSALS = {
-    Outcome.UNKNOWN: 'it is unknown (never enqueued, or released)',
-    Outcome.NOT_WORKING: ('it is not working (it was requeued, or returned to pending by the sweep after its timeout)'),
+    Outcome.UNKNOWN: 'it is unknown (never enqueued, or released without a result)',
+    Outcome.NOT_WORKING: (
+        'it is not working (released already, requeued, or returned to pending by the sweep after its timeout)'
+    ),
 }
 
 
