@@ -146,3 +146,9 @@ def test_a_remembered_task_the_queue_no_longer_knows_is_marked_unknown(page: obj
     page.click('#clear')  # type: ignore[attr-defined]
     expect(task).to_have_count(0)
     expect(page.locator('#no-tasks')).to_be_visible()  # type: ignore[attr-defined]
+
+    # Asking for more tasks than the form allows says what will be started.
+    page.fill('#count', '50')  # type: ignore[attr-defined]
+    expect(page.locator('#start')).to_have_text('Start 10 tasks')  # type: ignore[attr-defined]
+    page.fill('#count', '3')  # type: ignore[attr-defined]
+    expect(page.locator('#start')).to_have_text('Start 3 tasks')  # type: ignore[attr-defined]

@@ -50,11 +50,23 @@ function showError(message) {
   box.hidden = !message;
 }
 
+// How many tasks the form asks for, within what the field allows.
+function taskCount() {
+  const field = $('count');
+  const wanted = Math.round(Number(field.value)) || 1;
+  return Math.min(Number(field.max), Math.max(Number(field.min), wanted));
+}
+
+function showCount() {
+  const count = taskCount();
+  $('start').textContent = count > 1 ? `Start ${count} tasks` : 'Start task';
+}
+
 async function startTasks(event) {
   event.preventDefault();
   showError('');
   const button = $('start');
-  const count = Math.min(10, Math.max(1, Math.round(Number($('count').value)) || 1));
+  const count = taskCount();
   const label = $('label').value.trim();
   const body = {
     duration: Number($('duration').value),
@@ -341,8 +353,10 @@ $('duration').addEventListener('input', showSliders);
 $('failure').addEventListener('input', showSliders);
 $('start-form').addEventListener('submit', startTasks);
 $('clear').addEventListener('click', clearFinished);
-$('count').addEventListener('input', () => {
-  $('start').textContent = Number($('count').value) > 1 ? `Start ${Number($('count').value)} tasks` : 'Start task';
+$('count').addEventListener('input', showCount);
+$('count').addEventListener('change', () => {
+  $('count').value = taskCount(); // what will be started, once the field is left
+  showCount();
 });
 showSliders();
 restoreTasks();
