@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import pytest
 import redis.asyncio
 
 from torrelque import Torrelque
@@ -60,6 +63,40 @@ async def working_task(queue: Torrelque, payload: object = 'job') -> str:
     await queue.enqueue(payload)
     task_id, _ = await queue.dequeue(timeout=1)
     return task_id
+
+
+#: Where a task can be when it is not working.
+NOT_WORKING = ('unknown', 'released', 'pending', 'delayed')
+
+
+async def task_not_working(queue: Torrelque, where: str) -> str:
+    """The id of a task that is ``where`` (one of :data:`NOT_WORKING`)."""
+    if where == 'unknown':
+        return 'no-such-task'
+    if where == 'released':
+        task_id = await working_task(queue)
+        await queue.release(task_id, result='first')
+        return task_id
+    if where == 'pending':
+        return await queue.enqueue('waiting')
+    return await queue.enqueue('later', delay=60)
+
+
+async def assert_refused_without_change(
+    client: redis.asyncio.Redis,
+    queue: Torrelque,
+    caplog: pytest.LogCaptureFixture,
+    task_id: str,
+    operation: Callable[[], Awaitable[bool | None]],
+) -> None:
+    """``operation`` on ``task_id`` returns False, logs a warning naming the
+    task, and leaves the queue and the task's state as they were."""
+    before, before_state = await raw(client, queue), await state_hash(client, queue, task_id)
+    with caplog.at_level(logging.WARNING, logger='torrelque'):
+        assert await operation() is False
+    assert task_id in caplog.text
+    assert await raw(client, queue) == before
+    assert await state_hash(client, queue, task_id) == before_state
 
 
 async def server_now(client: redis.asyncio.Redis) -> float:

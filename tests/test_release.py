@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import pytest
 import redis.asyncio
-from helpers import raw, state_hash, working_task
+from helpers import NOT_WORKING, assert_refused_without_change, raw, task_not_working, working_task
 
 from torrelque import (
     Torrelque,
@@ -100,27 +99,12 @@ async def test_unserialisable_result_is_refused_and_changes_nothing(
     assert (await raw(client, queue)).working == [task_id]
 
 
-@pytest.mark.parametrize('where', ['unknown', 'released', 'pending', 'delayed'])
+@pytest.mark.parametrize('where', NOT_WORKING)
 async def test_release_of_a_task_that_is_not_working_changes_nothing(
     client: redis.asyncio.Redis, queue: Torrelque, caplog: pytest.LogCaptureFixture, where: str
 ) -> None:
-    if where == 'unknown':
-        task_id = 'no-such-task'
-    elif where == 'released':
-        task_id = await working_task(queue)
-        await queue.release(task_id, result='first')
-    elif where == 'pending':
-        task_id = await queue.enqueue('waiting')
-    else:
-        task_id = await queue.enqueue('later', delay=60)
-    before = await raw(client, queue)
-    before_state = await state_hash(client, queue, task_id)
-
-    with caplog.at_level(logging.WARNING, logger='torrelque'):
-        assert await queue.release(task_id, result='second') is False
-    assert task_id in caplog.text
-    assert await raw(client, queue) == before
-    assert await state_hash(client, queue, task_id) == before_state
+    task_id = await task_not_working(queue, where)
+    await assert_refused_without_change(client, queue, caplog, task_id, lambda: queue.release(task_id, result='second'))
 
 
 async def test_bulk_release_in_a_pipeline(client: redis.asyncio.Redis, queue: Torrelque) -> None:

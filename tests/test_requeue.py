@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import redis.asyncio
-from helpers import raw, score, server_now, state_hash, working_task
+from helpers import (
+    NOT_WORKING,
+    assert_refused_without_change,
+    raw,
+    score,
+    server_now,
+    task_not_working,
+    working_task,
+)
 
 from torrelque import Torrelque, TorrelqueTaskStatus, TorrelqueValueError
 
@@ -73,25 +79,12 @@ async def test_bad_task_id_is_refused(queue: Torrelque, bad_id: object) -> None:
         await queue.requeue(bad_id)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize('where', ['unknown', 'pending', 'delayed', 'released'])
+@pytest.mark.parametrize('where', NOT_WORKING)
 async def test_requeue_of_a_task_that_is_not_working_changes_nothing(
     client: redis.asyncio.Redis, queue: Torrelque, caplog: pytest.LogCaptureFixture, where: str
 ) -> None:
-    if where == 'unknown':
-        task_id = 'no-such-task'
-    elif where == 'pending':
-        task_id = await queue.enqueue('waiting')
-    elif where == 'delayed':
-        task_id = await queue.enqueue('later', delay=60)
-    else:
-        task_id = await working_task(queue)
-        await queue.release(task_id, result=1)
-    before, before_state = await raw(client, queue), await state_hash(client, queue, task_id)
-    with caplog.at_level(logging.WARNING, logger='torrelque'):
-        assert await queue.requeue(task_id, delay=1) is False
-    assert task_id in caplog.text
-    assert await raw(client, queue) == before
-    assert await state_hash(client, queue, task_id) == before_state
+    task_id = await task_not_working(queue, where)
+    await assert_refused_without_change(client, queue, caplog, task_id, lambda: queue.requeue(task_id, delay=1))
 
 
 async def test_bulk_requeue_in_a_pipeline(client: redis.asyncio.Redis, queue: Torrelque) -> None:
