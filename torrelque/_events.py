@@ -160,14 +160,19 @@ class PubSubHub:
             while self._ops:
                 subscribe = self._ops[0][0]
                 channels: list[bytes] = []
-                while self._ops and self._ops[0][0] == subscribe and len(channels) < _BATCH:
+                while self._ops and self._ops[0][0] == subscribe:
                     channels.append(self._ops.popleft()[1])
                 try:
-                    await self._connection.send_command('SUBSCRIBE' if subscribe else 'UNSUBSCRIBE', *channels)
+                    await self._send('SUBSCRIBE' if subscribe else 'UNSUBSCRIBE', channels)
                 except (redis.exceptions.RedisError, OSError):
                     # The reader reconnects and subscribes what is wanted then.
                     await self._drop_connection()
                     break
+
+    async def _send(self, command: str, channels: Sequence[bytes]) -> None:
+        """Sends ``command`` for ``channels``, in commands of a bounded size."""
+        for start in range(0, len(channels), _BATCH):
+            await self._connection.send_command(command, *channels[start : start + _BATCH])
 
     async def _ping(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._connected.is_set():
@@ -227,9 +232,7 @@ class PubSubHub:
             for future in self._acks.pop(channel):
                 if not future.done():
                     future.set_result(None)
-        channels = list(self._listeners)
-        for start in range(0, len(channels), _BATCH):
-            await self._connection.send_command('SUBSCRIBE', *channels[start : start + _BATCH])
+        await self._send('SUBSCRIBE', list(self._listeners))
 
     def _dispatch(self, response: Any) -> None:
         kind, channel = response[0], response[1]
