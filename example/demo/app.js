@@ -191,12 +191,8 @@ async function lost(task) {
   } catch {
     // The server is not there.
   }
-  task.status = 'UNKNOWN';
-  task.el.dataset.status = 'UNKNOWN';
-  const pill = task.el.querySelector('.status');
-  pill.dataset.status = 'UNKNOWN';
-  pill.textContent = 'UNKNOWN';
-  task.el.querySelector('.progress-fill').style.width = '';
+  setStatus(task, 'UNKNOWN');
+  animate(task, 'UNKNOWN');
   setMeta(task, known
     ? 'Lost track of this task (is the demo server running?)'
     : 'The queue no longer knows this task: its result expired, or the demo was restarted.');
@@ -214,15 +210,21 @@ function setMeta(task, text) {
   task.el.querySelector('.task-meta').textContent = text;
 }
 
+// Puts `status` on the task's card; says whether it changed.
+function setStatus(task, status) {
+  const changed = status !== task.status;
+  task.status = status;
+  task.el.dataset.status = status;
+  const pill = task.el.querySelector('.status');
+  pill.dataset.status = status;
+  pill.textContent = status;
+  return changed;
+}
+
 function show(task, state) {
   const { el } = task;
   const status = state.status;
-  const changed = status !== task.status;
-  task.status = status;
-  el.dataset.status = status;
-  const pill = el.querySelector('.status');
-  pill.dataset.status = status;
-  pill.textContent = status;
+  const changed = setStatus(task, status);
 
   const params = `${task.duration} s, ${Math.round(task.chance * 100)}% chance of failure`;
   const attempts = state.dequeue_count;
