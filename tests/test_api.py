@@ -21,7 +21,7 @@ from torrelque import (
     TorrelqueTimeoutError,
     TorrelqueValueError,
 )
-from torrelque._scripts import SCRIPT_NAMES, register_scripts
+from torrelque._scripts import SCRIPT_NAMES
 
 
 def test_public_names_are_exported() -> None:
@@ -77,7 +77,9 @@ def test_exception_hierarchy() -> None:
 
 
 def test_defaults_and_signatures() -> None:
+    """0.9's parameters, in 0.9's order; additions are keyword-only and come last."""
     assert (Torrelque.task_timeout, Torrelque.sweep_interval, Torrelque.result_ttl) == (300, 30, 3600)
+    added = {'requeue': ['lease'], 'release': ['lease']}
     params = {
         'enqueue': ['self', 'task', 'task_timeout', 'delay', 'pipeline'],
         'dequeue': ['self', 'timeout', 'max_tasks'],
@@ -87,14 +89,17 @@ def test_defaults_and_signatures() -> None:
         'schedule_sweep': ['self', 'interval'],
     }
     for method, names in params.items():
-        assert list(inspect.signature(getattr(Torrelque, method)).parameters) == names
+        signature = inspect.signature(getattr(Torrelque, method)).parameters
+        assert list(signature) == names + added.get(method, [])
+        assert all(signature[name].kind is inspect.Parameter.KEYWORD_ONLY for name in added.get(method, []))
     release = inspect.signature(Torrelque.release).parameters
     assert release['status'].default is TorrelqueTaskStatus.COMPLETED
 
 
 def test_keys_are_hash_tagged_per_queue(client: redis.asyncio.Redis) -> None:
     queue = Torrelque(client, queue='orders')
-    for role in ('pending', 'dequeueing', 'undequeued', 'working', 'delayed', 'tasks', 'task', 'stats', 'events'):
+    roles = ('pending', 'dequeueing', 'undequeued', 'working', 'delayed', 'tasks', 'task', 'lease', 'ready', 'stats')
+    for role in (*roles, 'events', 'wake'):
         assert queue.keys[role] == f'{{orders}}:{role}'
     assert Torrelque(client).keys['pending'] == '{trq}:pending'
     # The class keeps the bare names; only instances are prefixed.
@@ -104,7 +109,7 @@ def test_keys_are_hash_tagged_per_queue(client: redis.asyncio.Redis) -> None:
 def test_every_lua_file_is_registered(client: redis.asyncio.Redis) -> None:
     on_disk = {p.name[:-4] for p in (files('torrelque') / 'lua').iterdir() if p.name.endswith('.lua')}
     assert on_disk - {'_lib'} == set(SCRIPT_NAMES)
-    scripts = register_scripts(client)
+    scripts = Torrelque(client)._scripts._scripts
     assert set(scripts) == set(SCRIPT_NAMES)
     for name, script in scripts.items():
         assert (files('torrelque') / 'lua' / f'{name}.lua').read_text() in script.script

@@ -226,7 +226,7 @@ async def test_a_waiting_dequeue_is_one_blocking_command(
     waiting = asyncio.create_task(queue.dequeue())
     await asyncio.sleep(2)
     stats = await admin.info('commandstats')
-    assert stats['cmdstat_blmove']['calls'] == 1
+    assert stats['cmdstat_blpop']['calls'] == 1
     assert not waiting.done()
     task_id = await queue.enqueue('at last')
     assert await asyncio.wait_for(waiting, 5) == (task_id, 'at last')

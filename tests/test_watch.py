@@ -138,7 +138,7 @@ async def test_transition_between_subscribe_and_read_is_not_missed(
     queue, worker = make_queue(), make_queue()
     task_id = await queue.enqueue('racy')
     await worker.dequeue(timeout=1)
-    read_state = queue._publish_snapshots
+    read_state = queue._scripts.snapshot
 
     async def release_first(task_ids: list[str]) -> list[int]:
         await worker.release(task_id, result='won the race')

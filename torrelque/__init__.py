@@ -15,6 +15,7 @@ from ._queue import COUNTERS, Torrelque
 from ._types import (
     TorrelqueEvent,
     TorrelqueQueueStats,
+    TorrelqueTaskId,
     TorrelqueTaskSerialiser,
     TorrelqueTaskState,
     TorrelqueTaskStatus,
@@ -30,6 +31,7 @@ __all__ = (
     'TorrelqueLookupError',
     'TorrelqueQueueStats',
     'TorrelqueSerialiserError',
+    'TorrelqueTaskId',
     'TorrelqueTaskSerialiser',
     'TorrelqueTaskState',
     'TorrelqueTaskStatus',

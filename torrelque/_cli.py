@@ -351,13 +351,12 @@ def tail(ctx: click.Context, queue: str, url: str | None, as_json: bool) -> None
 def sweep(ctx: click.Context, queue: str, url: str | None, as_json: bool) -> None:
     """Return QUEUE's stale and due tasks to pending now.
 
-    Returns stale working tasks (past their timeout), delayed tasks whose
-    time has come, and ids a dead consumer left in dequeueing (one sweep
-    marks those, the next returns them). Prints how many of each."""
+    Returns stale working tasks (past their timeout) and delayed tasks whose
+    time has come. Prints how many of each."""
 
     async def run(q: Torrelque) -> None:
-        stale, delayed, undequeued = await q.sweep()
-        counts = {'stale': stale, 'delayed': delayed, 'undequeued': undequeued}
+        stale, delayed, _ = await q.sweep()
+        counts = {'stale': stale, 'delayed': delayed}
         if as_json:
             _emit_json(counts)
         else:

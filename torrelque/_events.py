@@ -55,6 +55,10 @@ class Listener(Protocol):
     def on_closed(self) -> None:
         """The hub was closed."""
 
+    def on_refused(self, error: TorrelqueError) -> None:
+        """The server refused to subscribe the channel (no permission): the
+        listener has been removed and will get nothing more."""
+
 
 SnapshotFn = Callable[[Sequence[str]], Awaitable[list[int]]]
 
@@ -84,9 +88,12 @@ class PubSubHub:
     subscription changes that listeners ask for meanwhile, in order.
     """
 
-    def __init__(self, client: redis.asyncio.Redis, snapshot: SnapshotFn) -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis, snapshot: SnapshotFn, on_refused: Callable[[Exception], None]
+    ) -> None:
         self._connection = _connection(client)
         self._snapshot_fn = snapshot
+        self._on_refused = on_refused
         # Weak, so that a watch nobody holds any more is finalised, and leaves.
         self._listeners: dict[bytes, weakref.WeakSet[Listener]] = {}
         # Futures of sent SUBSCRIBEs, in order, per channel: the server
@@ -94,6 +101,10 @@ class PubSubHub:
         self._acks: dict[bytes, deque[asyncio.Future[None]]] = {}
         # Subscription changes not sent yet, in the order they were asked for.
         self._ops: deque[tuple[bool, bytes]] = deque()
+        # Commands sent on this connection whose replies have not all come,
+        # in order: (kind, channels not yet confirmed). An error reply is the
+        # answer to the first of them.
+        self._sent: deque[tuple[bytes, deque[bytes]]] = deque()
         self._ops_ready = asyncio.Event()
         self._connected = asyncio.Event()
         self._pong: asyncio.Future[None] | None = None
@@ -172,13 +183,16 @@ class PubSubHub:
     async def _send(self, command: str, channels: Sequence[bytes]) -> None:
         """Sends ``command`` for ``channels``, in commands of a bounded size."""
         for start in range(0, len(channels), _BATCH):
-            await self._connection.send_command(command, *channels[start : start + _BATCH])
+            batch = channels[start : start + _BATCH]
+            self._sent.append((command.lower().encode(), deque(batch)))
+            await self._connection.send_command(command, *batch)
 
     async def _ping(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._connected.is_set():
             return
         self._pong = loop.create_future()
         try:
+            self._sent.append((b'pong', deque()))
             await self._connection.send_command('PING')
             async with asyncio.timeout(_PONG_TIMEOUT):
                 await self._pong
@@ -190,6 +204,7 @@ class PubSubHub:
 
     async def _drop_connection(self) -> None:
         self._connected.clear()
+        self._sent.clear()
         await self._connection.disconnect(nowait=True)
 
     # -- reading -----------------------------------------------------------
@@ -205,7 +220,11 @@ class PubSubHub:
                     logger.info('Event connection restored')
                 failures = 0
                 while True:
-                    response = await self._connection.read_response()
+                    try:
+                        response = await self._connection.read_response()
+                    except redis.exceptions.ResponseError as exc:
+                        self._refuse(exc)
+                        continue
                     try:
                         self._dispatch(response)
                     except Exception:  # a listener's fault must not stop every other
@@ -234,8 +253,48 @@ class PubSubHub:
                     future.set_result(None)
         await self._send('SUBSCRIBE', list(self._listeners))
 
+    def _confirm(self, kind: bytes, channel: bytes | None) -> None:
+        """Notes a reply to the first command sent."""
+        if self._sent and self._sent[0][0] == kind:
+            waiting = self._sent[0][1]
+            if waiting and waiting[0] == channel:
+                waiting.popleft()
+            if not waiting:
+                self._sent.popleft()
+
+    def _refuse(self, exc: redis.exceptions.ResponseError) -> None:
+        """The server answered the first command sent with an error: when it
+        subscribed channels, none was subscribed, and their listeners learn
+        why (the server says no to each try, so none is made again)."""
+        if not self._sent:
+            logger.warning('Event connection got an unexpected error: %s', exc)
+            return
+        kind, channels = self._sent.popleft()
+        if kind != b'subscribe':
+            logger.warning('Event connection: %s refused: %s', kind.decode().upper(), exc)
+            return
+        self._on_refused(exc)
+        for channel in channels:
+            error = TorrelqueError(f'the Redis server refused to subscribe to {channel.decode()!r}: {exc}')
+            error.__cause__ = exc
+            for future in self._acks.pop(channel, ()):
+                if not future.done():
+                    future.set_exception(error)
+                    future.exception()  # its waiters may have gone; they are told below anyway
+            for listener in tuple(self._listeners.pop(channel, ())):
+                listener.on_refused(error)
+
     def _dispatch(self, response: Any) -> None:
+        if not isinstance(response, list):
+            # PING's answer on a connection that has no subscription left.
+            if response == b'PONG':
+                self._confirm(b'pong', None)
+                if self._pong is not None and not self._pong.done():
+                    self._pong.set_result(None)
+            return
         kind, channel = response[0], response[1]
+        if kind in (b'subscribe', b'unsubscribe', b'pong'):
+            self._confirm(kind, channel)
         if kind == b'message':
             for listener in tuple(self._listeners.get(channel, ())):
                 listener.on_message(response[2])
@@ -366,15 +425,22 @@ class _Inbox:
     def __init__(self) -> None:
         self.messages: deque[bytes] = deque()
         self.closed = False
+        #: Why no more messages come, when the hub did not just close.
+        self.error: TorrelqueError | None = None
         self._waiter: asyncio.Future[None] | None = None
 
     def put(self, data: bytes) -> None:
         self.messages.append(data)
         self._wake()
 
-    def close(self) -> None:
+    def close(self, error: TorrelqueError | None = None) -> None:
         self.closed = True
+        self.error = error
         self._wake()
+
+    def end(self) -> TorrelqueError:
+        """The error to raise at the end of the messages."""
+        return self.error or TorrelqueError('the queue was closed while watching')
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -426,6 +492,10 @@ class _Subscription:
     def on_closed(self) -> None:
         self._inbox.close()
 
+    def on_refused(self, error: TorrelqueError) -> None:
+        self._finished = True  # the hub has let it go already
+        self._inbox.close(error)
+
 
 class TaskWatch(_Subscription):
     """The async iterator that :meth:`~torrelque.Torrelque.watch` returns.
@@ -474,7 +544,7 @@ class TaskWatch(_Subscription):
                     if self._finished:
                         raise StopAsyncIteration
                 if self._inbox.closed:
-                    raise TorrelqueError('the queue was closed while watching')
+                    raise self._inbox.end()
                 await self._bounded(self._inbox.wait(self._remaining()))
         except BaseException:
             self._finish()
@@ -546,7 +616,7 @@ class QueueWatch(_Subscription):
                 await self._hub.join(self._channel, self)
             await self._inbox.wait(None)
             if not self._inbox.messages:
-                raise TorrelqueError('the queue was closed while watching')
+                raise self._inbox.end()
             fields, _ = _parse(self._inbox.messages.popleft())
         except BaseException:
             self._finish()

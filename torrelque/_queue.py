@@ -1,19 +1,18 @@
-"""The queue: :class:`Torrelque`."""
+"""The queue: :class:`Torrelque`, the public facade over the scripts, the
+events and the sweeper."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio
-import redis.exceptions
 from redis.asyncio.client import Pipeline
 
+from . import _codec
 from ._errors import (
     TorrelqueError,
     TorrelqueLookupError,
@@ -22,9 +21,11 @@ from ._errors import (
     TorrelqueValueError,
 )
 from ._events import PubSubHub, QueueWatch, TaskWatch, make_state
-from ._scripts import STANDARD_TIMEOUT, Outcome, PipelineBatches, accepted, register_scripts
+from ._scripts import BATCH, RETRY_WINDOW, STANDARD_TIMEOUT, Scripts, Taken, accepted
+from ._sweeper import Sweeper
 from ._types import (
     TorrelqueQueueStats,
+    TorrelqueTaskId,
     TorrelqueTaskSerialiser,
     TorrelqueTaskState,
     TorrelqueTaskStatus,
@@ -34,12 +35,13 @@ from ._types import (
 logger = logging.getLogger('torrelque')
 
 TaskId = str
-TaskPair = tuple[TaskId, Any]
+TaskPair = tuple[TorrelqueTaskId, Any]
 
 #: The counters of the ``{queue}:stats`` hash, all plain integers.
 COUNTERS = (
     'enqueued',
     'dequeued',
+    'returned',
     'requeued',
     'delayed',
     'released',
@@ -47,44 +49,18 @@ COUNTERS = (
     'rejected',
     'swept_stale',
     'swept_delayed',
-    'swept_undequeued',
     'undecodable',
 )
 
-# The most tasks one dequeue script call moves; larger max_tasks take more
-# calls. Also the most enqueues into a pipeline that share one script call.
-_BATCH = 250
-# The most a sweep_batch_size may be: Lua's unpack() takes fewer than 8,000 values.
+# The most sweep_batch_size may be: Lua's unpack() takes fewer than 8,000 values.
 _MAX_SWEEP_BATCH = 5000
-
-# Task ids: 16 characters of [0-9A-Za-z] from 16 random bytes (95 bits of
-# entropy). Short ids make every key, list entry and hash field that holds
-# one smaller; the enqueue script refuses an id that is taken.
-_ID_ALPHABET = bytes(range(256)).translate(
-    bytes.maketrans(bytes(range(256)), (b'0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz' * 5)[:256])
-)
-
+# The longest a blocking wait for the wake-up marker lasts before the
+# dequeue looks at pending again (which finds a task whose marker was lost
+# with a reply).
+_MAX_BLOCK = 30.0
 
 # A final status as the release script gets it.
 _STATUS_ARGS = {status: b'%d' % status for status in TorrelqueTaskStatus}
-
-
-def _new_task_id() -> bytes:
-    return os.urandom(16).translate(_ID_ALPHABET)
-
-
-def _number(name: str, value: Any, *, positive: bool) -> float:
-    """``value`` as a finite number, positive or else non-negative."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TorrelqueValueError(f'{name} must be a number of seconds, not {value!r}')
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        kind = 'positive' if positive else 'zero or positive'
-        raise TorrelqueValueError(f'{name} must be a finite, {kind} number of seconds, not {value!r}')
-    return float(value)
-
-
-def _micros(seconds: float) -> int:
-    return round(seconds * 1_000_000)
 
 
 def _socket_timeout(client: redis.asyncio.Redis) -> float | None:
@@ -95,12 +71,44 @@ def _socket_timeout(client: redis.asyncio.Redis) -> float | None:
     return timeout
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _timeout_arg(timeout: float) -> bytes | float:
+    return b'' if timeout == STANDARD_TIMEOUT else timeout
 
 
-def _raw(value: bytes | str) -> bytes:
-    return value.encode() if isinstance(value, str) else value
+class _LeaseBook:
+    """The leases of the tasks this instance dequeued and has not released
+    or requeued, for calls that name a task by a plain id (not the
+    :class:`~torrelque.TorrelqueTaskId` that :meth:`Torrelque.dequeue`
+    returned). An entry goes at the release or requeue, or when its attempt
+    has been stale for as long as its timeout, so that the book holds no more
+    than the tasks in flight."""
+
+    def __init__(self) -> None:
+        # id -> (lease, timeout, loop time after which the entry may go)
+        self._entries: dict[str, tuple[bytes, float, float]] = {}
+        self._prune_at = 64
+
+    def add(self, taken: Sequence[Taken], lease: bytes, now: float) -> None:
+        for task in taken:
+            self._entries[task.task_id] = (lease, task.timeout, now + 2 * task.timeout)
+        if len(self._entries) >= self._prune_at:
+            self._entries = {key: entry for key, entry in self._entries.items() if entry[2] > now}
+            self._prune_at = max(64, 2 * len(self._entries))
+
+    def get(self, task_id: str) -> bytes | None:
+        entry = self._entries.get(task_id)
+        return None if entry is None else entry[0]
+
+    def extend(self, task_id: str, lease: bytes, timeout: float | None, now: float) -> None:
+        entry = self._entries.get(task_id)
+        if entry is not None and entry[0] == lease:
+            timeout = entry[1] if timeout is None else timeout
+            self._entries[task_id] = (lease, entry[1], now + 2 * timeout)
+
+    def drop(self, task_id: str, lease: bytes) -> None:
+        entry = self._entries.get(task_id)
+        if entry is not None and entry[0] == lease:
+            del self._entries[task_id]
 
 
 class Torrelque:
@@ -111,6 +119,15 @@ class Torrelque:
     was too slow) is returned to ``pending`` by the sweep and delivered
     again, with a higher ``dequeue_count``. Consumers should be idempotent,
     or check ``dequeue_count``.
+
+    Each dequeue opens a new *attempt* of the task, with its own *lease*:
+    :meth:`release`, :meth:`requeue` and :meth:`touch` act only on the
+    attempt they name, so a consumer that was too slow cannot end the next
+    consumer's attempt. They name it by the :class:`~torrelque.TorrelqueTaskId`
+    that :meth:`dequeue` returned, by ``lease=`` (to hand an attempt to
+    another process), or else by the lease this instance holds for the id.
+    A call that names no attempt in any of these ways acts on whichever
+    attempt is current, as Torrelque 0.9 did.
 
     :param client: a ``redis.asyncio.Redis`` client, made with
         ``decode_responses`` true or false.
@@ -133,16 +150,21 @@ class Torrelque:
     sweep_batch_size: int = 250
 
     #: Key names, by role. An instance holds them prefixed with the hash-tagged
-    #: queue name: ``{queue}:pending`` and so on; ``task`` is the prefix of
-    #: the per-task state keys ``{queue}:task:<id>``.
+    #: queue name: ``{queue}:pending`` and so on; ``task`` and ``lease`` are
+    #: the prefixes of the per-task state keys ``{queue}:task:<id>`` and of
+    #: the lease records ``{queue}:lease:<token>``. ``dequeueing`` and
+    #: ``undequeued`` are named for code written for Torrelque 0.9; no
+    #: version of this package writes them.
     keys: dict[str, str] = {  # noqa: RUF012  # instances rebind it, prefixed
         'pending': 'pending',  # list
-        'dequeueing': 'dequeueing',  # list
-        'undequeued': 'undequeued',  # set
+        'dequeueing': 'dequeueing',  # list, unused
+        'undequeued': 'undequeued',  # set, unused
         'working': 'working',  # sorted set
         'delayed': 'delayed',  # sorted set
         'tasks': 'tasks',  # hash
         'task': 'task',  # prefix of hashes
+        'lease': 'lease',  # prefix of strings
+        'ready': 'ready',  # list
         'stats': 'stats',  # hash
         'events': 'events',  # pub/sub channel
         'wake': 'wake',  # pub/sub channel
@@ -159,42 +181,23 @@ class Torrelque:
             raise TorrelqueValueError(f'a redis.asyncio.Redis client is needed, not {type(client).__name__}')
         if not isinstance(queue, str) or not queue or '{' in queue or '}' in queue:
             raise TorrelqueValueError(f'the queue name must be a non-empty string without braces, not {queue!r}')
-        if not (callable(getattr(serialiser, 'dumps', None)) and callable(getattr(serialiser, 'loads', None))):
-            raise TorrelqueValueError('the serialiser needs callable dumps and loads')
-
+        self._codec = _codec.Codec(
+            serialiser, text_replies=bool(client.connection_pool.connection_kwargs.get('decode_responses'))
+        )
         self._client = client
-        self._serialiser = serialiser
-        self._decodes = bool(client.connection_pool.connection_kwargs.get('decode_responses'))
         self.name = queue
         self.keys = {role: f'{{{queue}}}:{suffix}' for role, suffix in type(self).keys.items()}
-        self._scripts = register_scripts(client)
-        # A blocking dequeue blocks well within the client's wait for a reply
+        self._scripts = Scripts(client, self.keys, self._events_refused)
+        # A blocking wait ends well within the client's wait for a reply
         # (the server times blocked clients out up to 100 ms late) and loops.
         socket_timeout = _socket_timeout(client)
-        self._block_limit = socket_timeout / 2 if socket_timeout else None
-        self._offset_us = 0
-        self._offset_arg = b'0'  # the offset as scripts get it
+        self._block_limit = min(socket_timeout / 2, _MAX_BLOCK) if socket_timeout else _MAX_BLOCK
+        self._offset = 0.0
         self._hub: PubSubHub | None = None
-        self._sweep_task: asyncio.Task[None] | None = None
-        self._sweep_due = 0.0
-        self._sweep_woken: asyncio.Event | None = None
-
-        # Script arguments go as bytes: redis-py sends them as they are,
-        # where it would encode text and format numbers on every call.
-        k = {role: name.encode() for role, name in self.keys.items()}
-        self._enqueue_keys = [k['tasks'], k['pending'], k['delayed'], k['stats'], k['events'], k['wake'], k['task']]
-        self._enqueue_batches = PipelineBatches(self._scripts['enqueue'], self._enqueue_keys, _BATCH)
-        self._dequeue_keys = [
-            k['pending'], k['dequeueing'], k['working'], k['tasks'],
-            k['stats'], k['events'], k['wake'], k['task'],
-        ]  # fmt: skip
-        self._requeue_keys = [k['working'], k['pending'], k['delayed'], k['stats'], k['events'], k['wake'], k['task']]
-        self._release_keys = [k['working'], k['tasks'], k['stats'], k['events'], k['task']]
-        self._release_batches = PipelineBatches(self._scripts['release'], self._release_keys, _BATCH)
-        self._sweep_keys = [
-            k['pending'], k['dequeueing'], k['undequeued'], k['working'],
-            k['delayed'], k['stats'], k['events'], k['task'],
-        ]  # fmt: skip
+        self._sweeper = Sweeper(self._sweep, self._events, self.keys['wake'].encode(), queue)
+        self._leases = _LeaseBook()
+        self._givebacks: set[asyncio.Task[None]] = set()
+        self._warned_events = False
 
     # -- time ------------------------------------------------------------------
 
@@ -203,63 +206,44 @@ class Torrelque:
         """Seconds added to the Redis server's clock in every time this
         instance's scripts read: the one seam through which tests move time
         (a deadline passes without sleeping). Leave it at 0 in production."""
-        return self._offset_us / 1_000_000
+        return self._offset
 
     @clock_offset.setter
     def clock_offset(self, seconds: float) -> None:
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
-            raise TorrelqueValueError(f'clock_offset must be a finite number of seconds, not {seconds!r}')
-        self._offset_us = _micros(seconds)
-        self._offset_arg = b'%d' % self._offset_us
+        self._offset = _codec.offset(seconds)
+        self._scripts.offset = b'%d' % _codec.micros(self._offset)
 
     # -- helpers -----------------------------------------------------------------
 
     def _state_key(self, task_id: TaskId) -> str:
         return f'{self.keys["task"]}:{task_id}'
 
-    def _dumps(self, obj: Any, what: str) -> bytes:
-        try:
-            data = self._serialiser.dumps(obj)
-        except Exception as exc:
-            raise TorrelqueSerialiserError(f'the serialiser cannot encode the {what}: {exc}') from exc
-        if isinstance(data, str):
-            data = data.encode()
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TorrelqueSerialiserError(
-                f'the serialiser must return bytes for the {what}, not {type(data).__name__}'
-            )
-        data = bytes(data)
-        if self._decodes:
-            # The client decodes replies as text, so what it reads back must be text.
-            try:
-                data.decode()
-            except UnicodeDecodeError:
-                raise TorrelqueSerialiserError(
-                    f'the {what} serialises to bytes that are not UTF-8, which a client with '
-                    'decode_responses=True cannot read back; use decode_responses=False'
-                ) from None
-        return data
-
-    def _loads(self, data: bytes, task_id: TaskId, what: str) -> Any:
-        try:
-            return self._serialiser.loads(data)
-        except Exception as exc:
-            raise TorrelqueSerialiserError(f'cannot decode the {what} of task {task_id}: {exc}', task_id) from exc
-
-    def _target(self, pipeline: Pipeline | None) -> Any:
-        if pipeline is None:
-            return self._client
-        if not isinstance(pipeline, Pipeline):
+    def _target(self, pipeline: Pipeline | None) -> Pipeline | None:
+        if pipeline is not None and not isinstance(pipeline, Pipeline):
             raise TorrelqueValueError(f'pipeline must be a client.pipeline(), not {type(pipeline).__name__}')
         return pipeline
 
-    @staticmethod
-    def _task_id_arg(task_id: Any) -> TaskId:
-        if isinstance(task_id, bytes):
-            task_id = task_id.decode()
-        if not isinstance(task_id, str) or not task_id:
-            raise TorrelqueValueError(f'a task id is a non-empty string, not {task_id!r}')
-        return task_id
+    def _attempt(self, task_id: Any, lease: Any) -> tuple[str, bytes]:
+        """The task id and the lease of the attempt a call names: ``lease=``,
+        else the id's own, else this instance's, else ``b''`` (whichever
+        attempt is current)."""
+        name = str(_codec.task_id(task_id))
+        if lease is not None:
+            return name, _codec.lease(lease)
+        if isinstance(task_id, TorrelqueTaskId):
+            return name, task_id.lease.encode()
+        return name, self._leases.get(name) or b''
+
+    def _events_refused(self, detail: object = None) -> None:
+        if self._warned_events:
+            return
+        self._warned_events = True
+        logger.warning(
+            'The Redis server refuses this client the channels of queue %r%s: tasks move as usual, but events, '
+            'watch(), watch_queue() and the sweep\'s wake-ups cannot work for this user. Grant it the channels '
+            '(e.g. ACL SETUSER <user> resetchannels &{%s}:*).',
+            self.name, f' ({detail})' if detail else '', self.name,
+        )  # fmt: skip
 
     # -- the transitions -------------------------------------------------------
 
@@ -272,6 +256,10 @@ class Torrelque:
         pipeline: Pipeline | None = None,
     ) -> TaskId:
         """Puts a task on the queue.
+
+        A call that redis-py retries after its reply was lost makes one task,
+        not two: the id is drawn before the call, and a second run of the
+        same call finds it taken.
 
         :param task: the payload; anything the serialiser encodes.
         :param task_timeout: seconds a consumer has, from dequeue, before the
@@ -290,109 +278,147 @@ class Torrelque:
         :raises TorrelqueSerialiserError: the serialiser cannot encode the task.
         :raises TorrelqueValueError: a timeout or delay out of range.
         """
-        timeout = self.task_timeout if task_timeout is None else _number('task_timeout', task_timeout, positive=True)
-        delay_us = 0 if delay is None else _micros(_number('delay', delay, positive=False))
-        payload = self._dumps(task, 'task')
-        target = self._target(pipeline)
-        common = [self._offset_arg, b'' if timeout == STANDARD_TIMEOUT else timeout, b'%d' % delay_us]
-        if pipeline is not None:
-            task_id = _new_task_id()
-            await self._enqueue_batches.add(target, common, [task_id, payload])
-            return task_id.decode()
-        while True:
-            task_id = _new_task_id()
-            (code,) = await self._scripts['enqueue'](self._enqueue_keys, [*common, task_id, payload])
-            # A taken id (about one in 10**28) writes nothing; draw another.
-            if code != Outcome.DUPLICATE:
-                return task_id.decode()
+        timeout = self.task_timeout
+        if task_timeout is not None:
+            timeout = _codec.seconds('task_timeout', task_timeout, positive=True)
+        delay_us = 0 if delay is None else _codec.micros(_codec.seconds('delay', delay, positive=False))
+        payload = self._codec.dumps(task, 'task')
+        task_id = _codec.new_task_id()
+        await self._scripts.enqueue(_timeout_arg(timeout), delay_us, task_id, payload, self._target(pipeline))
+        return task_id.decode()
 
     async def dequeue(self, timeout: float | None = None, *, max_tasks: int = 1) -> TaskPair | list[TaskPair]:
         """Takes the next task(s) off the queue for processing, waiting in
         Redis (no polling) while there is none.
 
-        The task is then *working*: release it when done, or requeue it. If
-        neither happens within its timeout, the sweep returns it to pending
-        and it is delivered again.
+        Each task taken is *working* under a new attempt: release it when
+        done, or requeue it. If neither happens within its timeout, the
+        sweep returns it to pending and it is delivered again. A dequeue
+        either returns its tasks or gives them back: when it is cancelled,
+        or fails, after Redis has moved them, they return to the head of
+        pending at once; when redis-py retries it after a lost reply, the
+        retry returns the same tasks.
 
         :param timeout: seconds to wait for a task, fractions included;
             ``None`` waits for ever.
         :param max_tasks: above 1, take up to that many tasks that are ready
             at once, and return a list (of at least one).
         :return: ``(task_id, task)``, or a list of them when ``max_tasks > 1``.
+            The id is a :class:`~torrelque.TorrelqueTaskId`: a ``str`` that
+            also carries the attempt's lease.
         :raises TorrelqueTimeoutError: no task came within ``timeout``.
         :raises TorrelqueValueError: a non-positive timeout, or ``max_tasks``
             below 1.
         """
         if timeout is not None:
-            timeout = _number('timeout', timeout, positive=True)
-        if isinstance(max_tasks, bool) or not isinstance(max_tasks, int) or max_tasks < 1:
-            raise TorrelqueValueError(f'max_tasks must be an integer of at least 1, not {max_tasks!r}')
-
+            timeout = _codec.seconds('timeout', timeout, positive=True)
+        max_tasks = _codec.count('max_tasks', max_tasks)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
-            pairs = await self._take(max_tasks, '')
-            if not pairs:
-                popped = await self._block(deadline)
-                if popped is None:
-                    if deadline is not None and loop.time() >= deadline:
-                        raise TorrelqueTimeoutError(f'no task within {timeout} s')
-                    continue
-                pairs = await self._take(max_tasks, _text(popped))
+            pairs = await self._take(max_tasks)
             if pairs:
                 return pairs if max_tasks > 1 else pairs[0]
+            if not await self._wait_ready(deadline) and deadline is not None and loop.time() >= deadline:
+                raise TorrelqueTimeoutError(f'no task within {timeout} s')
 
-    async def _block(self, deadline: float | None) -> bytes | str | None:
-        """Waits in Redis for an id to move from pending to dequeueing."""
-        if deadline is None:
-            wait = 0.0  # for ever
-        else:
-            wait = deadline - asyncio.get_running_loop().time()
+    async def _wait_ready(self, deadline: float | None) -> bool:
+        """Waits in Redis for the wake-up marker; whether it came."""
+        wait = self._block_limit
+        if deadline is not None:
+            wait = min(wait, deadline - asyncio.get_running_loop().time())
             if wait <= 0:
-                return None
-        if self._block_limit:
-            wait = self._block_limit if wait == 0 else min(wait, self._block_limit)
-        result: bytes | str | None = await self._client.blmove(
-            self.keys['pending'],
-            self.keys['dequeueing'],
-            wait,  # type: ignore[arg-type]  # fractional seconds work since Redis 6
-            'RIGHT',
-            'LEFT',
-        )
-        return result
+                return False
+        try:
+            popped = await self._client.blpop([self.keys['ready']], wait)
+        except BaseException:
+            # Redis may have popped the marker for this call: set it again.
+            self._give_back(b'')
+            raise
+        return popped is not None
 
-    async def _take(self, max_tasks: int, popped: str) -> list[TaskPair]:
-        """Moves ready tasks to working and decodes them."""
-        result: list[TaskPair] = []
-        while len(result) < max_tasks:
-            limit = min(max_tasks - len(result), _BATCH)
-            args = [self._offset_arg, limit, popped]
-            moved, missing = await self._scripts['dequeue'](self._dequeue_keys, args)
-            for task_id in missing:
-                logger.warning('Dropped id %s from pending: the queue has no payload for it', _text(task_id))
-            for i in range(0, len(moved), 2):
-                task_id = _text(moved[i])
-                try:
-                    result.append((task_id, self._loads(_raw(moved[i + 1]), task_id, 'payload')))
-                except TorrelqueSerialiserError as exc:
-                    await self._quarantine(task_id, exc)
-            if len(moved) // 2 + len(missing) < limit or popped:
-                break
-        return result
+    async def _take(self, max_tasks: int) -> list[TaskPair]:
+        """Takes ready tasks, decodes them and quarantines those that cannot
+        be decoded. Whatever escapes gives every task taken back."""
+        pairs: list[TaskPair] = []
+        leases: list[bytes] = []
+        try:
+            while len(pairs) < max_tasks:
+                limit = min(max_tasks - len(pairs), BATCH)
+                lease = _codec.new_token()
+                leases.append(lease)
+                taken, missing = await self._scripts.dequeue(limit, lease)
+                for task_id in missing:
+                    logger.warning('Dropped id %s from pending: the queue has no payload for it', task_id)
+                lease_text = lease.decode()
+                decoded = []
+                for task in taken:
+                    try:
+                        payload = self._codec.loads(task.payload, task.task_id, 'payload')
+                    except TorrelqueSerialiserError as exc:
+                        await self._quarantine(task.task_id, lease, exc)
+                        continue
+                    decoded.append(task)
+                    pairs.append((TorrelqueTaskId(task.task_id, lease_text, task.dequeue_count), payload))
+                self._leases.add(decoded, lease, asyncio.get_running_loop().time())
+                if len(taken) + len(missing) < limit:
+                    break
+        except BaseException:
+            for lease in leases:
+                self._give_back(lease)
+            raise
+        return pairs
 
-    async def _quarantine(self, task_id: TaskId, exc: TorrelqueSerialiserError) -> None:
-        """Rejects a task whose payload cannot be decoded, keeping it."""
+    def _give_back(self, lease: bytes) -> None:
+        """Gives a dequeue call's tasks back to pending, in the background
+        (the caller is being cancelled, or has failed)."""
+        task = asyncio.get_running_loop().create_task(self._give_back_now(lease))
+        self._givebacks.add(task)
+        task.add_done_callback(self._givebacks.discard)
+
+    async def _give_back_now(self, lease: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + RETRY_WINDOW / 2  # the lease record outlives the tries
+        delay = 0.05
+        while True:
+            try:
+                back = await self._scripts.giveback(lease)
+            except asyncio.CancelledError:
+                # A shutdown cancels every task: try once more, briefly, so
+                # that a Ctrl-C does not leave the tasks working until stale.
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(1):
+                        await self._scripts.giveback(lease)
+                raise
+            except Exception as exc:
+                if loop.time() + delay > give_up:
+                    logger.error('Cannot give back dequeued tasks (%s): the sweep returns them when stale', exc)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 2.0)
+            else:
+                if back:
+                    logger.info('Gave %d task(s) back to pending: their dequeue did not reach its caller', back)
+                return
+
+    async def _quarantine(self, task_id: TaskId, lease: bytes, exc: TorrelqueSerialiserError) -> None:
+        """Rejects a task whose payload cannot be decoded, keeping it. When
+        that fails, the task stays working (the sweep brings it back, and it
+        is rejected then), and the other tasks of the call are still
+        delivered."""
         logger.error(
             'Task %s rejected: %s. Its payload is kept in the "payload" field of %s',
             task_id, exc, self._state_key(task_id),
         )  # fmt: skip
         error = {'error': 'undecodable payload', 'detail': str(exc.__cause__ or exc)}
         try:
-            result = self._dumps(error, 'error')
+            result = self._codec.dumps(error, 'error')
         except TorrelqueSerialiserError:
             result = b''
-        args = [self._offset_arg, task_id, result]
-        await self._scripts['quarantine'](self._release_keys, args)
+        try:
+            await self._scripts.quarantine(task_id, lease, result)
+        except Exception as failure:
+            logger.error('Cannot reject task %s (%s): it comes back when stale', task_id, failure)
 
     async def requeue(
         self,
@@ -401,26 +427,29 @@ class Torrelque:
         *,
         task_timeout: float | None = None,
         pipeline: Pipeline | None = None,
+        lease: str | None = None,
     ) -> bool | None:
-        """Returns a working task to the queue, to be dequeued again: at the
-        tail of pending, or after ``delay`` seconds.
+        """Ends an attempt and returns its working task to the queue, to be
+        dequeued again: at the tail of pending, or after ``delay`` seconds.
 
         :param task_id: a task that is working.
         :param delay: seconds to hold it in ``delayed`` first (back-off).
         :param task_timeout: a new timeout for the task's next attempts.
         :param pipeline: a caller's pipeline to add the requeue to.
-        :return: ``True`` when requeued; ``False`` (and a warning logged,
-            nothing changed) when the task is not working. ``None`` with a
-            pipeline: its results hold the script's code (1 for done).
-        :raises TorrelqueValueError: a delay or timeout out of range.
+        :param lease: the attempt's lease, when ``task_id`` does not carry it.
+        :return: ``True`` when requeued (a retry of a requeue this attempt
+            did included); ``False`` (and a warning logged, nothing changed)
+            when the task is not working, or another attempt owns it.
+            ``None`` with a pipeline: its results hold the script's code (1
+            for done).
+        :raises TorrelqueValueError: a delay, timeout or lease out of range.
         """
-        task_id = self._task_id_arg(task_id)
-        delay_us = 0 if delay is None else _micros(_number('delay', delay, positive=False))
-        timeout = '' if task_timeout is None else _number('task_timeout', task_timeout, positive=True)
-        target = self._target(pipeline)
-        args = [self._offset_arg, task_id, delay_us, timeout]
-        code = await self._scripts['requeue'](self._requeue_keys, args, client=target)
-        return None if pipeline is not None else accepted(code, 'Requeue', task_id)
+        name, attempt = self._attempt(task_id, lease)
+        delay_us = 0 if delay is None else _codec.micros(_codec.seconds('delay', delay, positive=False))
+        timeout = b'' if task_timeout is None else _codec.seconds('task_timeout', task_timeout, positive=True)
+        code = await self._scripts.requeue(name, attempt, delay_us, timeout, self._target(pipeline))
+        self._leases.drop(name, attempt)
+        return None if code is None else accepted(code, 'Requeue', name)
 
     async def release(
         self,
@@ -430,12 +459,15 @@ class Torrelque:
         result_ttl: float | None = None,
         status: TorrelqueTaskStatus = TorrelqueTaskStatus.COMPLETED,
         pipeline: Pipeline | None = None,
+        lease: str | None = None,
     ) -> bool | None:
-        """Takes a finished working task out of the queue.
+        """Ends an attempt and takes its finished task out of the queue.
 
-        Without a ``result`` every trace of the task is removed at once.
-        With one, its state (final status, result, times) is kept for
-        ``result_ttl`` seconds, for :meth:`get_task_state` and :meth:`watch`.
+        Without a ``result`` the task is removed at once (a small tombstone
+        of its final status stays for a minute, by which a retried call is
+        recognised; the task reads as unknown). With one, its state (final
+        status, result, times) is kept for ``result_ttl`` seconds, for
+        :meth:`get_task_state` and :meth:`watch`.
 
         :param task_id: a task that is working.
         :param result: what the task produced; anything the serialiser encodes.
@@ -447,43 +479,66 @@ class Torrelque:
             caller executes it. Consecutive releases without a result and
             with the same status share one script call (of up to 250
             tasks), whose entry in the pipeline's results is a list of one
-            code per task (1 when released, 0 or -1 when refused).
-        :return: ``True`` when released; ``False`` (and a warning logged,
-            nothing changed) when the task is not working. ``None`` with a
-            pipeline.
+            code per task (1 when released, 0, -1 or -3 when refused).
+        :param lease: the attempt's lease, when ``task_id`` does not carry it.
+        :return: ``True`` when released (a retry of a release this attempt
+            did included); ``False`` (and a warning logged, nothing changed)
+            when the task is not working, or another attempt owns it.
+            ``None`` with a pipeline.
         :raises TorrelqueError: ``status`` is not final
             (:class:`TorrelqueValueError`).
         :raises TorrelqueSerialiserError: the serialiser cannot encode the result.
         """
-        task_id = self._task_id_arg(task_id)
-        try:
-            final = TorrelqueTaskStatus(status)
-        except ValueError:
-            raise TorrelqueValueError(f'status must be a TorrelqueTaskStatus, not {status!r}') from None
-        if not final.isfinal():
-            raise TorrelqueValueError(f'a released task needs a final status (COMPLETED or REJECTED), not {final.name}')
-        ttl = self.result_ttl if result_ttl is None else _number('result_ttl', result_ttl, positive=True)
-        target = self._target(pipeline)
-        if result is None:
-            if pipeline is not None:
-                await self._release_batches.add(target, [self._offset_arg, _STATUS_ARGS[final], b'0'], [task_id])
-                return None
-            args = [self._offset_arg, _STATUS_ARGS[final], b'0', task_id]
-        else:
-            data = self._dumps(result, 'result')
-            args = [self._offset_arg, _STATUS_ARGS[final], b'1', task_id, data, b'%d' % max(1, _micros(ttl) // 1000)]
-        codes = await self._scripts['release'](self._release_keys, args, client=target)
-        return None if pipeline is not None else accepted(codes[0], 'Release', task_id)
+        name, attempt = self._attempt(task_id, lease)
+        final = _codec.final_status(status)
+        ttl = self.result_ttl if result_ttl is None else _codec.seconds('result_ttl', result_ttl, positive=True)
+        kept = None if result is None else (self._codec.dumps(result, 'result'), max(1, _codec.micros(ttl) // 1000))
+        code = await self._scripts.release(name, attempt, _STATUS_ARGS[final], kept, self._target(pipeline))
+        self._leases.drop(name, attempt)
+        return None if code is None else accepted(code, 'Release', name)
+
+    async def touch(
+        self,
+        task_id: TaskId,
+        task_timeout: float | None = None,
+        *,
+        pipeline: Pipeline | None = None,
+        lease: str | None = None,
+    ) -> bool | None:
+        """Extends an attempt's lease: its task's stale deadline becomes now
+        (server time) plus ``task_timeout``, or plus the task's own timeout.
+        A consumer that works longer than the timeout touches the task
+        before each deadline, so that the sweep does not hand it to another.
+
+        :param task_id: a task that is working.
+        :param task_timeout: seconds from now, for this attempt only.
+        :param pipeline: a caller's pipeline to add the touch to.
+        :param lease: the attempt's lease, when ``task_id`` does not carry it.
+        :return: ``True`` when extended; ``False`` (and a warning logged,
+            nothing changed) when the task is not working, or another
+            attempt owns it. ``None`` with a pipeline.
+        :raises TorrelqueValueError: a timeout or lease out of range.
+        """
+        name, attempt = self._attempt(task_id, lease)
+        timeout = None if task_timeout is None else _codec.seconds('task_timeout', task_timeout, positive=True)
+        code = await self._scripts.touch(name, attempt, b'' if timeout is None else timeout, self._target(pipeline))
+        if code is None:
+            return None
+        if code == 1:
+            self._leases.extend(name, attempt, timeout, asyncio.get_running_loop().time())
+        return accepted(code, 'Touch', name)
 
     # -- the sweep -------------------------------------------------------------------
 
     async def sweep(self) -> tuple[int, int, int]:
         """Returns to pending the tasks that are due back: stale working
-        tasks (past their timeout), delayed tasks whose time has come, and
-        ids that a dequeue which died left in ``dequeueing`` (on the second
-        sweep that sees them). Works in batches of :attr:`sweep_batch_size`.
+        tasks (past their timeout; their attempt loses its lease) and
+        delayed tasks whose time has come. Works in batches of
+        :attr:`sweep_batch_size`.
 
-        :return: how many ``(stale, delayed, undequeued)`` tasks it returned.
+        :return: how many ``(stale, delayed, undequeued)`` tasks it returned;
+            the last is always 0 (a dequeue leaves no id between two
+            places), kept for the shape of Torrelque 0.9's result.
         :raises TorrelqueValueError: :attr:`sweep_batch_size` is out of range.
         """
         counts, _ = await self._sweep()
@@ -492,20 +547,14 @@ class Torrelque:
     async def _sweep(self) -> tuple[tuple[int, int, int], float | None]:
         """Sweeps every batch; also says in how many seconds the next
         deadline or due time comes (``None``: nothing is waiting)."""
-        size = self.sweep_batch_size
-        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= _MAX_SWEEP_BATCH:
-            raise TorrelqueValueError(f'sweep_batch_size must be an integer from 1 to {_MAX_SWEEP_BATCH}, not {size!r}')
-        stale = due = orphans = 0
-        first = True
+        size = _codec.count('sweep_batch_size', self.sweep_batch_size, high=_MAX_SWEEP_BATCH)
+        stale = due = 0
         while True:
-            args = [self._offset_arg, size, 1 if first else 0]
-            moved_stale, moved_due, moved_orphans, more, next_us = await self._scripts['sweep'](self._sweep_keys, args)
+            moved_stale, moved_due, more, next_us = await self._scripts.sweep(size)
             stale += moved_stale
             due += moved_due
-            orphans += moved_orphans
-            first = False
             if not more:
-                return (stale, due, orphans), (None if next_us < 0 else next_us / 1_000_000)
+                return (stale, due, 0), (None if next_us < 0 else next_us / 1_000_000)
 
     def schedule_sweep(self, interval: float | None = None) -> None:
         """Runs the sweep in the background, every ``interval`` seconds and
@@ -514,66 +563,18 @@ class Torrelque:
         replaces the running one. Needs a running event loop.
 
         :param interval: the most seconds between sweeps (default
-            :attr:`sweep_interval`). Orphaned ``dequeueing`` ids come back
-            within two intervals.
+            :attr:`sweep_interval`).
         """
-        interval = self.sweep_interval if interval is None else _number('interval', interval, positive=True)
+        interval = self.sweep_interval if interval is None else _codec.seconds('interval', interval, positive=True)
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:
             raise TorrelqueError('schedule_sweep() needs a running event loop: call it from a coroutine') from None
-        self.unschedule_sweep()
-        self._sweep_task = loop.create_task(self._sweep_forever(interval), name=f'torrelque sweep {self.name}')
+        self._sweeper.start(interval)
 
     def unschedule_sweep(self) -> None:
         """Stops the background sweep, if one runs."""
-        if self._sweep_task is not None:
-            self._sweep_task.cancel()
-            self._sweep_task = None
-
-    async def _sweep_forever(self, interval: float) -> None:
-        loop = asyncio.get_running_loop()
-        woken = self._sweep_woken = asyncio.Event()
-        wake_channel = self.keys['wake'].encode()
-        waker = _SweepWaker(self)
-        try:
-            try:
-                await self._events().join(wake_channel, waker)
-            except Exception as exc:
-                logger.warning('The sweep runs without wake-ups (every %s s): %s', interval, exc)
-            failures = 0
-            while True:
-                try:
-                    (stale, due, orphans), next_in = await self._sweep()
-                except Exception as exc:
-                    failures += 1
-                    wait = min(interval, 0.1 * 2**failures)
-                    logger.warning('Sweep failed (%s), retrying in %.1f s', exc, wait, exc_info=True)
-                else:
-                    failures = 0
-                    if stale or due or orphans:
-                        logger.debug('Swept back %d stale, %d due, %d undequeued', stale, due, orphans)
-                    wait = interval if next_in is None else min(interval, next_in)
-                self._sweep_due = loop.time() + wait
-                while (left := self._sweep_due - loop.time()) > 0:
-                    woken.clear()
-                    try:
-                        async with asyncio.timeout(left):
-                            await woken.wait()
-                    except TimeoutError:
-                        break
-        finally:
-            if self._hub is not None:
-                self._hub.leave(wake_channel, waker)
-
-    def _wake_sweep(self, seconds: float) -> None:
-        """Brings the next scheduled sweep forward to ``seconds`` from now."""
-        if self._sweep_woken is None:
-            return
-        due = asyncio.get_running_loop().time() + seconds
-        if due < self._sweep_due:
-            self._sweep_due = due
-            self._sweep_woken.set()
+        self._sweeper.stop()
 
     # -- reading state -----------------------------------------------------------------
 
@@ -592,7 +593,7 @@ class Torrelque:
         :data:`COUNTERS`), zero for those never counted."""
         raw = await self._client.hgetall(self.keys['stats'])
         counters = dict.fromkeys(COUNTERS, 0)
-        counters.update({_text(name): int(value) for name, value in raw.items()})
+        counters.update({_codec.text(name): int(value) for name, value in raw.items()})
         return counters
 
     async def get_task_state(self, task_id: TaskId) -> TorrelqueTaskState:
@@ -602,24 +603,21 @@ class Torrelque:
             without a result, or its result expired.
         :raises TorrelqueSerialiserError: its result cannot be decoded.
         """
-        task_id = self._task_id_arg(task_id)
+        task_id = str(_codec.task_id(task_id))
         raw = await self._client.hgetall(self._state_key(task_id))
-        if not raw:
+        fields = {_codec.text(name): value for name, value in raw.items()}
+        if not fields or 'removed' in fields:
             raise TorrelqueLookupError(f'task {task_id} is unknown')
-        fields = {_text(name): value for name, value in raw.items()}
         result = fields.pop('result', None)
-        return make_state(fields, None if result is None else _raw(result), self._serialiser.loads, task_id)
+        loads = self._codec.serialiser.loads
+        return make_state(fields, None if result is None else _codec.raw(result), loads, task_id)
 
     # -- events ------------------------------------------------------------------------
 
     def _events(self) -> PubSubHub:
         if self._hub is None:
-            self._hub = PubSubHub(self._client, self._publish_snapshots)
+            self._hub = PubSubHub(self._client, self._scripts.snapshot, self._events_refused)
         return self._hub
-
-    async def _publish_snapshots(self, task_ids: Sequence[str]) -> list[int]:
-        found: list[int] = await self._scripts['watch']([self.keys['task']], [self._offset_arg, *task_ids])
-        return found
 
     def watch(self, task_id: TaskId, *, timeout: float | None = None) -> TaskWatch:
         """Follows a task: an async iterator that yields its current state,
@@ -633,12 +631,14 @@ class Torrelque:
         :param timeout: seconds the whole watch may take.
         :raises TorrelqueLookupError: the task is unknown (on the first step).
         :raises TorrelqueTimeoutError: no final state within ``timeout``.
+        :raises TorrelqueError: the server refuses this client the task's
+            channel (an ACL user without channel permissions).
         """
-        task_id = self._task_id_arg(task_id)
+        task_id = str(_codec.task_id(task_id))
         if timeout is not None:
-            timeout = _number('timeout', timeout, positive=True)
+            timeout = _codec.seconds('timeout', timeout, positive=True)
         channel = self._state_key(task_id).encode()
-        return TaskWatch(self._events(), channel, task_id, timeout, self._serialiser.loads)
+        return TaskWatch(self._events(), channel, task_id, timeout, self._codec.serialiser.loads)
 
     def watch_queue(self) -> QueueWatch:
         """Every transition of every task of the queue, as
@@ -649,14 +649,13 @@ class Torrelque:
     # -- closing -------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Stops the scheduled sweep and closes the shared pub/sub
-        connection, ending any watch. The Redis client stays open: it is the
-        caller's."""
-        task, self._sweep_task = self._sweep_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Stops the scheduled sweep, finishes giving back the tasks of
+        cancelled dequeues (for a few seconds at most), and closes the shared
+        pub/sub connection, ending any watch. The Redis client stays open:
+        it is the caller's."""
+        await self._sweeper.aclose()
+        if self._givebacks:
+            await asyncio.wait(self._givebacks, timeout=5)
         if self._hub is not None:
             hub, self._hub = self._hub, None
             await hub.aclose()
@@ -666,23 +665,3 @@ class Torrelque:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-
-class _SweepWaker:
-    """Listens on the queue's wake channel for earlier deadlines."""
-
-    def __init__(self, queue: Torrelque) -> None:
-        self._queue = queue
-
-    def on_message(self, data: bytes) -> None:
-        try:
-            seconds = float(data)
-        except ValueError:
-            return
-        self._queue._wake_sweep(seconds)
-
-    def on_resubscribed(self) -> None:
-        self._queue._wake_sweep(0)  # wake-ups may have been missed
-
-    def on_closed(self) -> None:
-        pass

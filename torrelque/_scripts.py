@@ -1,9 +1,11 @@
-"""The server-side operations: one Lua file per transition in ``lua/``.
+"""The server-side operations: one Lua file per transition in ``lua/``, and
+one typed call per file.
 
 Each file is registered once per client with redis-py's ``register_script``,
 which runs it by EVALSHA and loads it again on NOSCRIPT (and before a
 pipeline executes). The shared helpers of ``lua/_lib.lua`` are prepended to
-every script.
+every script. Script arguments go as bytes: redis-py sends them as they are,
+where it would encode text and format numbers on every call.
 """
 
 from __future__ import annotations
@@ -11,14 +13,30 @@ from __future__ import annotations
 import enum
 import logging
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.resources import files
-from typing import Any
+from typing import Any, NamedTuple
+
+from ._codec import new_token, raw, text
 
 logger = logging.getLogger('torrelque')
 
 #: The scripts, each named after the operation it performs.
-SCRIPT_NAMES = ('enqueue', 'dequeue', 'requeue', 'release', 'sweep', 'watch', 'quarantine')
+SCRIPT_NAMES = ('enqueue', 'dequeue', 'giveback', 'requeue', 'release', 'touch', 'sweep', 'watch', 'quarantine')
+
+#: The task timeout (seconds) of a task whose state stores none: states
+#: leave it out when it has this value (DEFAULT_TIMEOUT in lua/_lib.lua).
+STANDARD_TIMEOUT = 300
+
+#: Seconds for which a call's effect is remembered, so that redis-py's
+#: retry of a call whose reply was lost is recognised (RETRY_WINDOW_MS in
+#: lua/_lib.lua): a dequeue's lease record, a removed task's tombstone.
+RETRY_WINDOW = 60.0
+
+#: The most tasks one script call takes or moves.
+BATCH = 250
+
+_REPORT, _QUIET = b'1', b'0'
 
 
 def _read(name: str) -> str:
@@ -29,9 +47,165 @@ _LIB = _read('_lib')
 SOURCES = {name: f'{_LIB}\n{_read(name)}' for name in SCRIPT_NAMES}
 
 
-def register_scripts(client: Any) -> dict[str, Any]:
-    """Registers every script with ``client``; returns them by name."""
-    return {name: client.register_script(source) for name, source in SOURCES.items()}
+class Outcome(enum.IntEnum):
+    """What a script reports about the task it was asked to move. The
+    values mirror the return codes of ``lua/_lib.lua``."""
+
+    OK = 1
+    UNKNOWN = 0
+    NOT_WORKING = -1
+    LOST = -3
+
+
+_REFUSALS = {
+    Outcome.UNKNOWN: 'it is unknown (never enqueued, or released without a result)',
+    Outcome.NOT_WORKING: (
+        'it is not working (released already, requeued, or returned to pending by the sweep after its timeout)'
+    ),
+    Outcome.LOST: (
+        'its attempt no longer owns it: it went stale, was returned to pending and was dequeued again '
+        'by another attempt, which alone can move it now'
+    ),
+}
+
+
+def accepted(code: int, operation: str, task_id: str) -> bool:
+    """Maps a script's return code to the method's return value: ``True``
+    when the task moved, ``False`` (with a warning logged) when it was not
+    where the operation needs it, in which case nothing was changed."""
+    outcome = Outcome(int(code))
+    if outcome is Outcome.OK:
+        return True
+    logger.warning('%s of task %s refused: %s', operation, task_id, _REFUSALS[outcome])
+    return False
+
+
+class Taken(NamedTuple):
+    """A task a dequeue call took."""
+
+    task_id: str
+    payload: bytes
+    dequeue_count: int
+    timeout: float
+
+
+class Scripts:
+    """The scripts of one queue on one client, each called with its keys.
+
+    :param client: the queue's Redis client.
+    :param keys: the queue's key names, by role.
+    :param on_events_refused: called when the server refused to publish an
+        event of a transition (which went on without it).
+    """
+
+    def __init__(self, client: Any, keys: dict[str, str], on_events_refused: Callable[[], None]) -> None:
+        self._scripts = {name: client.register_script(source) for name, source in SOURCES.items()}
+        self._on_events_refused = on_events_refused
+        #: The clock seam offset, as the scripts get it (integer microseconds).
+        self.offset = b'0'
+        k = {role: name.encode() for role, name in keys.items()}
+        self._enqueue_keys = [
+            k['tasks'], k['pending'], k['delayed'], k['stats'], k['events'], k['wake'], k['ready'], k['task'],
+        ]  # fmt: skip
+        self._dequeue_keys = [
+            k['pending'], k['working'], k['tasks'], k['stats'],
+            k['events'], k['wake'], k['ready'], k['task'], k['lease'],
+        ]  # fmt: skip
+        self._giveback_keys = [
+            k['pending'], k['working'], k['stats'], k['events'], k['ready'], k['task'], k['lease'],
+        ]  # fmt: skip
+        self._requeue_keys = [
+            k['working'], k['pending'], k['delayed'], k['stats'],
+            k['events'], k['wake'], k['ready'], k['task'], k['lease'],
+        ]  # fmt: skip
+        self._release_keys = [k['working'], k['tasks'], k['stats'], k['events'], k['task'], k['lease']]
+        self._touch_keys = [k['working'], k['wake'], k['task']]
+        self._sweep_keys = [k['pending'], k['working'], k['delayed'], k['stats'], k['events'], k['ready'], k['task']]
+        self._quarantine_keys = [k['working'], k['tasks'], k['stats'], k['events'], k['task']]
+        self._watch_keys = [k['task']]
+        self._enqueue_batches = PipelineBatches(self._scripts['enqueue'], self._enqueue_keys, BATCH)
+        self._release_batches = PipelineBatches(self._scripts['release'], self._release_keys, BATCH)
+
+    async def _call(self, name: str, keys: list[bytes], args: list[Any], pipeline: Any = None) -> Any:
+        """Runs a script; unwraps its reply and notes a refused event. Into
+        a pipeline, it adds the call and returns ``None``."""
+        if pipeline is not None:
+            await self._scripts[name](keys, [self.offset, _QUIET, *args], client=pipeline)
+            return None
+        value, refused = await self._scripts[name](keys, [self.offset, _REPORT, *args])
+        if refused:
+            self._on_events_refused()
+        return value
+
+    async def enqueue(
+        self, timeout: bytes | float, delay_us: int, task_id: bytes, payload: bytes, pipeline: Any = None
+    ) -> None:
+        """Enqueues one task (into a pipeline: joined to the previous
+        enqueue of the same timeout and delay, if that was the last command)."""
+        common = [timeout, b'%d' % delay_us]
+        if pipeline is not None:
+            await self._enqueue_batches.add(pipeline, [self.offset, _QUIET, *common], [task_id, payload])
+        else:
+            await self._call('enqueue', self._enqueue_keys, [*common, task_id, payload])
+
+    async def dequeue(self, limit: int, lease: bytes) -> tuple[list[Taken], list[str]]:
+        """Takes up to ``limit`` tasks under ``lease``; also returns the ids
+        that were dropped for having no payload."""
+        moved, missing = await self._call('dequeue', self._dequeue_keys, [b'%d' % limit, lease])
+        taken = [
+            Taken(text(moved[i]), raw(moved[i + 1]), int(moved[i + 2]), float(moved[i + 3] or STANDARD_TIMEOUT))
+            for i in range(0, len(moved), 4)
+        ]
+        return taken, [text(task_id) for task_id in missing]
+
+    async def giveback(self, lease: bytes) -> int:
+        """Returns the tasks of a dequeue call to pending and voids the call
+        (``b''``: only sets the wake-up marker)."""
+        back: int = await self._call('giveback', self._giveback_keys, [lease])
+        return back
+
+    async def requeue(
+        self, task_id: str, lease: bytes, delay_us: int, timeout: bytes | float, pipeline: Any = None
+    ) -> int | None:
+        args = [task_id, lease, new_token(), b'%d' % delay_us, timeout]
+        code: int | None = await self._call('requeue', self._requeue_keys, args, pipeline)
+        return code
+
+    async def release(
+        self, task_id: str, lease: bytes, status: bytes, result: tuple[bytes, int] | None, pipeline: Any = None
+    ) -> int | None:
+        """Releases one task: with ``(result, ttl_ms)`` or without a result
+        (into a pipeline: joined to the previous release without a result
+        and with the same status, if that was the last command)."""
+        call = new_token()
+        if result is None and pipeline is not None:
+            await self._release_batches.add(pipeline, [self.offset, _QUIET, status, b'0'], [task_id, lease, call])
+            return None
+        if result is None:
+            args = [status, b'0', task_id, lease, call]
+        else:
+            data, ttl_ms = result
+            args = [status, b'1', task_id, lease, call, data, b'%d' % ttl_ms]
+        codes = await self._call('release', self._release_keys, args, pipeline)
+        return None if codes is None else int(codes[0])
+
+    async def touch(self, task_id: str, lease: bytes, timeout: bytes | float, pipeline: Any = None) -> int | None:
+        code: int | None = await self._call('touch', self._touch_keys, [task_id, lease, timeout], pipeline)
+        return code
+
+    async def sweep(self, batch: int) -> tuple[int, int, bool, int]:
+        """One batch: ``(stale, due, more, next_us)``."""
+        stale, due, more, next_us = await self._call('sweep', self._sweep_keys, [b'%d' % batch])
+        return int(stale), int(due), bool(more), int(next_us)
+
+    async def quarantine(self, task_id: str, lease: bytes, result: bytes) -> int:
+        code: int = await self._call('quarantine', self._quarantine_keys, [task_id, lease, result])
+        return code
+
+    async def snapshot(self, task_ids: Sequence[str]) -> list[int]:
+        """Publishes each task's state on its channel; which are known."""
+        found: list[int] = await self._call('watch', self._watch_keys, list(task_ids))
+        return found
 
 
 class PipelineBatches:
@@ -78,37 +252,3 @@ class PipelineBatches:
             self._open[pipeline] = (stack[-1][0], common, 1)
         else:
             self._open.pop(pipeline, None)
-
-
-#: The task timeout (seconds) of a task whose state stores none: states
-#: leave it out when it has this value (DEFAULT_TIMEOUT in lua/_lib.lua).
-STANDARD_TIMEOUT = 300
-
-
-class Outcome(enum.IntEnum):
-    """What a script reports about the task it was asked to move. The
-    values mirror the return codes of ``lua/_lib.lua``."""
-
-    OK = 1
-    UNKNOWN = 0
-    NOT_WORKING = -1
-    DUPLICATE = -2
-
-
-_REFUSALS = {
-    Outcome.UNKNOWN: 'it is unknown (never enqueued, or released without a result)',
-    Outcome.NOT_WORKING: (
-        'it is not working (released already, requeued, or returned to pending by the sweep after its timeout)'
-    ),
-}
-
-
-def accepted(code: int, operation: str, task_id: str) -> bool:
-    """Maps a script's return code to the method's return value: ``True``
-    when the task moved, ``False`` (with a warning logged) when it was not
-    where the operation needs it, in which case nothing was changed."""
-    outcome = Outcome(int(code))
-    if outcome is Outcome.OK:
-        return True
-    logger.warning('%s of task %s refused: %s', operation, task_id, _REFUSALS[outcome])
-    return False

@@ -30,6 +30,29 @@ class TorrelqueTaskStatus(enum.IntEnum):
         return self >= TorrelqueTaskStatus.COMPLETED
 
 
+class TorrelqueTaskId(str):
+    """The id of a dequeued task, as :meth:`~torrelque.Torrelque.dequeue`
+    returns it: a plain ``str`` (equal to, and hashed as, the id) that also
+    carries the attempt's lease, so that :meth:`~torrelque.Torrelque.release`,
+    :meth:`~torrelque.Torrelque.requeue` and :meth:`~torrelque.Torrelque.touch`
+    given this object act on this attempt only."""
+
+    #: The lease token of the attempt: pass it as ``lease=`` to hand the
+    #: attempt to another process or instance.
+    lease: str
+    #: How many times the task has been dequeued, this attempt included.
+    dequeue_count: int
+
+    def __new__(cls, task_id: str, lease: str, dequeue_count: int) -> TorrelqueTaskId:
+        self = super().__new__(cls, task_id)
+        self.lease = lease
+        self.dequeue_count = dequeue_count
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.lease, self.dequeue_count))
+
+
 class TorrelqueQueueStats(NamedTuple):
     """How many tasks a queue holds now."""
 
@@ -73,9 +96,10 @@ class TorrelqueEvent(NamedTuple):
     #: Id of the task.
     task_id: str
     #: What happened: ``enqueued``, ``dequeued``, ``requeued``, ``released``
-    #: (kept with a result), ``removed`` (released without one), ``stale``,
-    #: ``due`` or ``recovered`` (returned to pending by the sweep), or
-    #: ``quarantined`` (its payload could not be decoded).
+    #: (kept with a result), ``removed`` (released without one), ``stale``
+    #: or ``due`` (returned to pending by the sweep), ``returned`` (given
+    #: back by a dequeue that was cancelled or failed before its caller got
+    #: the task), or ``quarantined`` (its payload could not be decoded).
     event: str
     #: The task's status after the transition, if known.
     status: TorrelqueTaskStatus | None

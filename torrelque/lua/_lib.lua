@@ -2,13 +2,34 @@
 Shared helpers. This text is prepended to every other script of this folder
 when it is registered, so each script can use these locals.
 
+Common arguments: ARGV[1] is the clock seam offset (integer microseconds, 0
+outside tests) and ARGV[2] is '1' when the caller wants to know whether the
+server refused to publish an event (the script then returns {value, refused}
+instead of value; calls added to a caller's pipeline pass '0', so that the
+pipeline's results hold the plain value).
+
 Time: every script reads the Redis server's clock (TIME), shifted by the
-clock seam offset that the client passes as ARGV[1] (integer microseconds,
-0 outside tests). Every time stored (state fields, sorted set scores) is an
-integer number of microseconds since the Unix epoch.
+offset. Every time stored (state fields, sorted set scores) is an integer
+number of microseconds since the Unix epoch.
+
+Order: each script reads and checks everything it needs before its first
+write, and nothing after that write can fail on its input (the client bounds
+every number), so a script is done entirely or not at all. Publishing uses
+pcall: a user without channel permissions still moves tasks.
 
 Fields at their default are not stored: counts at 0, and `timeout` when it
 is DEFAULT_TIMEOUT (which keeps a pending task's state small).
+
+Leases: each dequeue call draws a lease token; the tasks it takes store it
+in their `lease` state field, and it names the lease record
+"<lease prefix>:<token>", a JSON list of the ids the call took, kept for
+RETRY_WINDOW_MS (or until one of them is released or requeued), so that a
+retry of the same call returns the same tasks and a call given back takes
+nothing. Release, requeue and touch act on the attempt whose lease they
+name ('' names whichever attempt is current). A release or requeue call
+also draws a token of its own, which replaces the lease in the state when
+it ends the attempt: the same call sent again is recognised as done, while
+another call of the same attempt is refused.
 
 Events: each transition is published as one JSON object on the task's own
 channel (named like its state key) and on the queue's events channel. The
@@ -18,13 +39,21 @@ channel after a newline, as the serialiser's raw bytes.
 ]]
 
 -- Return codes shared with torrelque/_scripts.py (Outcome).
-local OK, UNKNOWN, NOT_WORKING, DUPLICATE = 1, 0, -1, -2
+local OK, UNKNOWN, NOT_WORKING, LOST = 1, 0, -1, -3
 
 local STATUS_PENDING, STATUS_WORKING, STATUS_DELAYED = 0, 1, 2
 local STATUS_REJECTED = 4
 
 -- Seconds a task has once dequeued when its state stores no `timeout`.
 local DEFAULT_TIMEOUT = 300
+
+-- How long a call's effect is remembered so that its retry is recognised:
+-- lease records, and the state of a task released without a result (a
+-- tombstone with `removed` set, which get_task_state and watch treat as
+-- unknown). Matches RETRY_WINDOW in torrelque/_scripts.py.
+local RETRY_WINDOW_MS = 60000
+
+local REPORT = ARGV[2] == '1'
 
 -- State fields that events carry, in this order.
 local STATE_FIELDS = {
@@ -63,6 +92,26 @@ local function event_json(state_key, id, event, time_text, status, has_result)
   end
   parts[#parts + 1] = '}'
   return table.concat(parts)
+end
+
+-- Set when the server refused a PUBLISH of this call (an ACL user without
+-- channel permissions); the transition goes on without the event.
+local events_refused = false
+
+local function send(channel, message)
+  local sent = redis.pcall('PUBLISH', channel, message)
+  if type(sent) == 'table' and sent.err then
+    events_refused = true
+  end
+end
+
+-- The script's reply: `value`, with whether an event was refused when the
+-- caller asked (ARGV[2]).
+local function reply(value)
+  if REPORT then
+    return {value, events_refused and 1 or 0}
+  end
+  return value
 end
 
 -- Publishing to nobody is skipped, and so are the reads that build the
@@ -110,23 +159,34 @@ local function publish(events_channel, state_key, id, event, time_text, status, 
   local message = event_json(state_key, id, event, time_text or us_text(clock_us(ARGV[1])), status, result ~= nil)
   if task_listened then
     if result ~= nil then
-      redis.call('PUBLISH', state_key, message .. '\n' .. result)
+      send(state_key, message .. '\n' .. result)
     else
-      redis.call('PUBLISH', state_key, message)
+      send(state_key, message)
     end
   end
   if events_listened then
-    redis.call('PUBLISH', events_channel, message)
+    send(events_channel, message)
   end
 end
 
--- Takes `id` out of `working`; when it is not there, changes nothing and
--- returns why: NOT_WORKING when the task exists, else UNKNOWN.
-local function leave_working(working_key, state_key, id)
-  if redis.call('ZREM', working_key, id) == 1 then
-    return nil
+-- Where the attempt named by `lease` stands, from `deadline` (the task's
+-- score in `working`, or false) and `state` ({status, lease} of its state
+-- hash). Returns 'current' when it owns the working task ('' names whichever
+-- attempt is current), 'ended' when the call `call` already ended the task
+-- in a status that `ended_ok(status)` accepts (this is that call sent
+-- again), else the refusal code.
+local function attempt_of(deadline, state, lease, call, ended_ok)
+  local status, owner = tonumber(state[1]), state[2]
+  if deadline and (lease == '' or lease == owner) then
+    return 'current'
   end
-  if redis.call('EXISTS', state_key) == 1 then
+  if call ~= '' and owner == call and status and ended_ok(status) then
+    return 'ended'
+  end
+  if deadline then
+    return LOST
+  end
+  if status then
     return NOT_WORKING
   end
   return UNKNOWN
@@ -138,13 +198,25 @@ end
 local function wake_if_earliest(zset_key, wake_channel, score_us, now_us)
   local first = redis.call('ZRANGE', zset_key, 0, 0, 'WITHSCORES')
   if first[2] == nil or tonumber(first[2]) > score_us then
-    redis.call('PUBLISH', wake_channel, string.format('%.6f', math.max(score_us - now_us, 0) / 1000000))
+    send(wake_channel, string.format('%.6f', math.max(score_us - now_us, 0) / 1000000))
+  end
+end
+
+-- Keeps the wake-up marker of blocked consumers: one element in `ready`
+-- while `pending` has ids. A blocked dequeue pops it (BLPOP) and then takes
+-- tasks in its script, which sets the marker again for the next consumer
+-- when ids are left. Call after pushing to or popping from `pending`.
+local function mark_ready(pending_key, ready_key)
+  if redis.call('LLEN', pending_key) == 0 then
+    redis.call('DEL', ready_key)
+  elseif redis.call('LLEN', ready_key) == 0 then
+    redis.call('LPUSH', ready_key, '1')
   end
 end
 
 -- Puts `id` at the tail of `pending`, or in `delayed` until `delay_us` from
 -- now when that is positive. Returns the task's new status.
-local function enter_queue(pending_key, delayed_key, stats_key, wake_channel, id, now_us, delay_us)
+local function enter_queue(pending_key, delayed_key, ready_key, stats_key, wake_channel, id, now_us, delay_us)
   if delay_us > 0 then
     local due_us = now_us + delay_us
     wake_if_earliest(delayed_key, wake_channel, due_us, now_us)
@@ -153,5 +225,6 @@ local function enter_queue(pending_key, delayed_key, stats_key, wake_channel, id
     return STATUS_DELAYED
   end
   redis.call('LPUSH', pending_key, id)
+  mark_ready(pending_key, ready_key)
   return STATUS_PENDING
 end

@@ -1,48 +1,60 @@
 --[[
-dequeue: moves up to `limit` ids to `working` and returns their payloads.
+dequeue: opens an attempt of up to `limit` pending tasks, under one lease:
+moves their ids to `working` and returns their payloads.
 
-A dequeue first calls this script with no `popped` id to take what is ready.
-When nothing is, it blocks in BLMOVE pending -> dequeueing outside any script
-and then calls this script with the id it got. That id is taken out of
-`dequeueing`, or out of `pending` if a sweep has already put it back there
-(a sweep returns ids that stay in `dequeueing` over two sweeps). If it is in
-neither, another consumer has it and it is skipped.
+Ids leave `pending` only here, so no id is ever between two places. A
+consumer with nothing to take blocks on the `ready` marker (BLPOP), outside
+any script, and calls this again when it gets it; losing that marker (a lost
+reply, a cancelled wait) loses no task.
 
-KEYS[1] pending     list of ids waiting (pushed left, popped right)
-KEYS[2] dequeueing  list of ids a blocking dequeue has popped
-KEYS[3] working     sorted set: id -> stale deadline (microseconds)
-KEYS[4] tasks       hash: id -> serialised payload
-KEYS[5] stats       hash of the queue's counters
-KEYS[6] events      queue-wide event channel
-KEYS[7] wake        channel that wakes a sleeping scheduled sweep
-KEYS[8] task        prefix of task state keys: "<prefix>:<id>"
+The lease record makes the call idempotent: when it exists, this call ran
+before (its reply was lost and the client sent it again) and it returns the
+same tasks, those still working under this lease; or the call was given
+back (giveback.lua), and it takes nothing.
+
+KEYS[1] pending   list of ids waiting (pushed left, popped right)
+KEYS[2] working   sorted set: id -> stale deadline (microseconds)
+KEYS[3] tasks     hash: id -> serialised payload
+KEYS[4] stats     hash of the queue's counters
+KEYS[5] events    queue-wide event channel
+KEYS[6] wake      channel that wakes a sleeping scheduled sweep
+KEYS[7] ready     list: the wake-up marker of blocked consumers
+KEYS[8] task      prefix of task state keys: "<prefix>:<id>"
+KEYS[9] lease     prefix of lease records: "<prefix>:<token>"
 ARGV[1] clock offset (integer microseconds)
-ARGV[2] limit: the most ids to move, `popped` included
-ARGV[3] popped: the id a blocking pop got, or ''
-Returns {{id, payload, id, payload, ...}, {id, ...}}: the moved tasks, then
-the ids that were popped but have no payload (they are dropped).
+ARGV[2] '1': report refused events (see _lib.lua)
+ARGV[3] limit: the most tasks to take
+ARGV[4] lease token of this call
+Returns {{id, payload, dequeues, timeout, ...}, {id, ...}}: four values per
+task taken (its dequeue count, and its timeout in seconds or '' for the
+default), then the ids that were pending but have no payload (dropped).
 ]]
-local pending_key, dequeueing_key, working_key, tasks_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local stats_key, events_channel, wake_channel, task_prefix = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local offset_us, limit, popped = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local pending_key, working_key, tasks_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local events_channel, wake_channel, ready_key, task_prefix = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local record_key = KEYS[9] .. ':' .. ARGV[4]
+local offset_us, limit, lease = ARGV[1], tonumber(ARGV[3]), ARGV[4]
 
-local ids = {}
-if popped ~= '' then
-  if redis.call('LREM', dequeueing_key, 1, popped) == 1
-      or redis.call('LREM', pending_key, -1, popped) == 1 then
-    ids[1] = popped
-  end
-end
-if #ids < limit then
-  local more = redis.call('RPOP', pending_key, limit - #ids)
-  if more then
-    for _, id in ipairs(more) do
-      ids[#ids + 1] = id
+local record = redis.call('GET', record_key)
+if record then
+  local out = {}
+  for _, id in ipairs(cjson.decode(record)) do
+    local state_key = task_prefix .. ':' .. id
+    local state = redis.call('HMGET', state_key, 'lease', 'dequeues', 'timeout')
+    local payload = redis.call('HGET', tasks_key, id)
+    if state[1] == lease and payload and redis.call('ZSCORE', working_key, id) then
+      out[#out + 1] = id
+      out[#out + 1] = payload
+      out[#out + 1] = state[2]
+      out[#out + 1] = state[3] or ''
     end
   end
+  return reply({out, {}})
 end
-if #ids == 0 then
-  return {{}, {}}
+
+local ids = redis.call('RPOP', pending_key, limit)
+if not ids then
+  redis.call('DEL', ready_key)  -- a marker left by a consumer that took the last ids
+  return reply({{}, {}})
 end
 
 local now_us = clock_us(offset_us)
@@ -58,30 +70,35 @@ for i, id in ipairs(ids) do
     if earliest_us == nil or deadline_us < earliest_us then
       earliest_us = deadline_us
     end
-    found[#found + 1] = {id, payload, state_key, deadline_us, (tonumber(state[2]) or 0) + 1}
+    found[#found + 1] = {id, payload, state_key, deadline_us, (tonumber(state[2]) or 0) + 1, state[1] or ''}
   else
     missing[#missing + 1] = id
   end
 end
+mark_ready(pending_key, ready_key)
 if #found == 0 then
-  return {{}, missing}
+  return reply({{}, missing})
 end
 
 wake_if_earliest(working_key, wake_channel, earliest_us, now_us)
-local pairs_out, scores, channels = {}, {}, {events_channel}
+local out, scores, taken, channels = {}, {}, {}, {events_channel}
 for _, task in ipairs(found) do
   local id, payload, state_key, deadline_us, dequeues = task[1], task[2], task[3], task[4], task[5]
   scores[#scores + 1] = us_text(deadline_us)
   scores[#scores + 1] = id
-  redis.call('HSET', state_key, 'status', STATUS_WORKING, 'dequeued', now, 'dequeues', dequeues)
+  redis.call('HSET', state_key, 'status', STATUS_WORKING, 'dequeued', now, 'dequeues', dequeues, 'lease', lease)
   channels[#channels + 1] = state_key
-  pairs_out[#pairs_out + 1] = id
-  pairs_out[#pairs_out + 1] = payload
+  taken[#taken + 1] = id
+  out[#out + 1] = id
+  out[#out + 1] = payload
+  out[#out + 1] = dequeues
+  out[#out + 1] = task[6]
 end
 redis.call('ZADD', working_key, unpack(scores))
+redis.call('SET', record_key, cjson.encode(taken), 'PX', RETRY_WINDOW_MS)
 redis.call('HINCRBY', stats_key, 'dequeued', #found)
 learn_listeners(channels)
 for _, task in ipairs(found) do
   publish(events_channel, task[3], task[1], 'dequeued', now)
 end
-return {pairs_out, missing}
+return reply({out, missing})

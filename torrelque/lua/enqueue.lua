@@ -4,50 +4,53 @@ until they are due. One call takes one task, or a batch of tasks with the
 same timeout and delay (consecutive enqueues into one pipeline share a
 call).
 
+The client draws every id at random (95 bits), so an id that is taken
+(its payload or state exists, a tombstone included) can only be this very
+call run before, its reply lost and the call sent again: it counts as
+enqueued and nothing is written for it.
+
 KEYS[1] tasks     hash: id -> serialised payload
 KEYS[2] pending   list of ids waiting (pushed left, popped right)
 KEYS[3] delayed   sorted set: id -> due time (microseconds)
 KEYS[4] stats     hash of the queue's counters
 KEYS[5] events    queue-wide event channel
 KEYS[6] wake      channel that wakes a sleeping scheduled sweep
-KEYS[7] task      prefix of task state keys: "<prefix>:<id>"
+KEYS[7] ready     list: the wake-up marker of blocked consumers
+KEYS[8] task      prefix of task state keys: "<prefix>:<id>"
 ARGV[1] clock offset (integer microseconds)
-ARGV[2] task timeout (seconds), or '' for DEFAULT_TIMEOUT
-ARGV[3] delay (integer microseconds; 0 puts the tasks in pending)
-ARGV[4...] two values per task: its id, its serialised payload
-Returns a list of one code per task: OK, or DUPLICATE (nothing written
-for that task) when its id is already taken.
+ARGV[2] '1': report refused events (see _lib.lua)
+ARGV[3] task timeout (seconds), or '' for DEFAULT_TIMEOUT
+ARGV[4] delay (integer microseconds; 0 puts the tasks in pending)
+ARGV[5...] two values per task: its id, its serialised payload
+Returns a list of one code per task: OK.
 ]]
-local tasks_key, pending_key, delayed_key = KEYS[1], KEYS[2], KEYS[3]
-local stats_key, events_channel, wake_channel, task_prefix = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local offset_us, timeout, delay_us = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local tasks_key, pending_key, delayed_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local events_channel, wake_channel, ready_key, task_prefix = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local offset_us, timeout, delay_us = ARGV[1], ARGV[3], tonumber(ARGV[4])
 
-local ids, state_keys = {}, {}
-for i = 4, #ARGV, 2 do
+local ids, state_keys, codes = {}, {}, {}
+for i = 5, #ARGV, 2 do
   ids[#ids + 1] = ARGV[i]
   state_keys[#state_keys + 1] = task_prefix .. ':' .. ARGV[i]
+  codes[#codes + 1] = OK
 end
 
--- An id is taken by a task in the queue (its payload) or by a kept state
--- (a released task's result). Both are checked for the whole batch at
--- once; only when one is taken is each id looked at.
+-- Which ids are taken, checked for the whole batch at once; only when one
+-- is taken is each id looked at.
 local payloads = redis.call('HMGET', tasks_key, unpack(ids))
 local states_taken = redis.call('EXISTS', unpack(state_keys)) > 0
-local codes, added, fields, channels, seen = {}, {}, {}, {events_channel}, {}
+local added, fields, channels, seen = {}, {}, {events_channel}, {}
 for i, id in ipairs(ids) do
-  if payloads[i] or seen[id] or (states_taken and redis.call('EXISTS', state_keys[i]) == 1) then
-    codes[i] = DUPLICATE
-  else
-    codes[i] = OK
+  if not (payloads[i] or seen[id] or (states_taken and redis.call('EXISTS', state_keys[i]) == 1)) then
     seen[id] = true
     added[#added + 1] = i
     fields[#fields + 1] = id
-    fields[#fields + 1] = ARGV[3 + 2 * i]
+    fields[#fields + 1] = ARGV[4 + 2 * i]
     channels[#channels + 1] = state_keys[i]
   end
 end
 if #added == 0 then
-  return codes
+  return reply(codes)
 end
 
 local now_us = clock_us(offset_us)
@@ -69,6 +72,7 @@ else
     entries[#entries + 1] = ids[i]
   end
   redis.call('LPUSH', pending_key, unpack(entries))
+  mark_ready(pending_key, ready_key)
 end
 redis.call('HSET', tasks_key, unpack(fields))
 for _, i in ipairs(added) do
@@ -83,4 +87,4 @@ learn_listeners(channels)
 for _, i in ipairs(added) do
   publish(events_channel, state_keys[i], ids[i], 'enqueued', now)
 end
-return codes
+return reply(codes)

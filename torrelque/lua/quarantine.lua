@@ -11,21 +11,33 @@ KEYS[3] stats     hash of the queue's counters
 KEYS[4] events    queue-wide event channel
 KEYS[5] task      prefix of task state keys: "<prefix>:<id>"
 ARGV[1] clock offset (integer microseconds)
-ARGV[2] task id
-ARGV[3] serialised result describing the error, or '' when it could not be encoded
-Returns OK; UNKNOWN or NOT_WORKING when the task is not in `working`.
+ARGV[2] '1': report refused events (see _lib.lua)
+ARGV[3] task id
+ARGV[4] lease token of the attempt that dequeued it
+ARGV[5] serialised result describing the error, or '' when it could not be encoded
+Returns OK (also when this attempt quarantined it already); LOST,
+NOT_WORKING or UNKNOWN when its attempt does not own the working task.
 ]]
 local working_key, tasks_key, stats_key, events_channel, task_prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local offset_us, id, result = ARGV[1], ARGV[2], ARGV[3]
+local offset_us, id, lease, result = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
 
 local state_key = task_prefix .. ':' .. id
-local refused = leave_working(working_key, state_key, id)
-if refused then
-  return refused
+local where = attempt_of(
+  redis.call('ZSCORE', working_key, id),
+  redis.call('HMGET', state_key, 'status', 'lease'),
+  lease,
+  lease,
+  function(status) return status == STATUS_REJECTED end
+)
+if where == 'ended' then
+  return reply(OK)
+elseif where ~= 'current' then
+  return reply(where)
 end
 
 local now = us_text(clock_us(offset_us))
 local payload = redis.call('HGET', tasks_key, id)
+redis.call('ZREM', working_key, id)
 redis.call('HDEL', tasks_key, id)
 redis.call('HSET', state_key, 'status', STATUS_REJECTED, 'released', now)
 if payload then
@@ -38,4 +50,4 @@ else
 end
 redis.call('HINCRBY', stats_key, 'undecodable', 1)
 publish(events_channel, state_key, id, 'quarantined', now, nil, result)
-return OK
+return reply(OK)

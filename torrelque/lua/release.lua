@@ -1,69 +1,98 @@
 --[[
-release: takes finished tasks out of the queue. With a result, a task's
-state is kept (final status, result, release time) for `ttl`; without one,
-every trace of the task is removed. One call releases one task with a
-result, or a batch of tasks without one (consecutive releases into one
-pipeline share a call).
+release: ends the attempts named by their leases and takes their finished
+tasks out of the queue. With a result, a task's state is kept (final
+status, result, release time) for `ttl`; without one, the task is removed,
+leaving for RETRY_WINDOW_MS only a tombstone state (status, the call's
+token as `lease`, release time, `removed`) by which a retried call is
+recognised. One call releases
+one task with a result, or a batch of tasks without one (consecutive
+releases into one pipeline share a call).
 
 KEYS[1] working   sorted set: id -> stale deadline (microseconds)
 KEYS[2] tasks     hash: id -> serialised payload
 KEYS[3] stats     hash of the queue's counters
 KEYS[4] events    queue-wide event channel
 KEYS[5] task      prefix of task state keys: "<prefix>:<id>"
+KEYS[6] lease     prefix of lease records: "<prefix>:<token>"
 ARGV[1] clock offset (integer microseconds)
-ARGV[2] final status (3 completed, 4 rejected)
-ARGV[3] '1': one task with a result follows: ARGV[4] its id, ARGV[5] the
-        serialised result, ARGV[6] the time to keep them (integer
-        milliseconds); '0': ARGV[4...] are the ids of tasks released
-        without a result
-Returns a list of one code per task: OK; UNKNOWN or NOT_WORKING when the
-task is not in `working` (nothing is written for it then).
+ARGV[2] '1': report refused events (see _lib.lua)
+ARGV[3] final status (3 completed, 4 rejected)
+ARGV[4] '1': one task with a result follows: ARGV[5] its id, ARGV[6] its
+        lease ('' for whichever attempt is current), ARGV[7] the token of
+        this call, ARGV[8] the serialised result, ARGV[9] the time to keep
+        them (integer milliseconds);
+        '0': ARGV[5...] are three values per task released without a
+        result: its id, its lease, the token of its call
+Returns a list of one code per task: OK (also when its call was done
+before); LOST when another attempt owns the task, NOT_WORKING or
+UNKNOWN when it is not working (nothing is written for it then).
 ]]
 local working_key, tasks_key, stats_key, events_channel, task_prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local offset_us, status, with_result = ARGV[1], ARGV[2], ARGV[3] == '1'
+local offset_us, status, with_result = ARGV[1], ARGV[3], ARGV[4] == '1'
 local counter = tonumber(status) == STATUS_REJECTED and 'rejected' or 'completed'
 
-local ids, state_keys = {}, {}
-for i = 4, with_result and 4 or #ARGV do
+local ids, leases, calls, state_keys = {}, {}, {}, {}
+for i = 5, with_result and 5 or #ARGV, 3 do
   ids[#ids + 1] = ARGV[i]
+  leases[#leases + 1] = ARGV[i + 1]
+  calls[#calls + 1] = ARGV[i + 2]
   state_keys[#state_keys + 1] = task_prefix .. ':' .. ARGV[i]
 end
 
--- Which ids are working, in one read; the others are refused.
+local function released_already(state_status)
+  return state_status == 3 or state_status == 4
+end
+
+-- Which attempts own their working task; the deadlines in one read.
 local deadlines = redis.call('ZMSCORE', working_key, unpack(ids))
-local codes, released, released_keys, seen = {}, {}, {}, {}
+local codes, released, released_keys, released_calls, records, seen = {}, {}, {}, {}, {}, {}
 for i, id in ipairs(ids) do
-  if deadlines[i] and not seen[id] then
+  local state = redis.call('HMGET', state_keys[i], 'status', 'lease')
+  local where = attempt_of(deadlines[i], state, leases[i], calls[i], released_already)
+  if where == 'current' and not seen[id] then
     seen[id] = true
     codes[i] = OK
     released[#released + 1] = id
     released_keys[#released_keys + 1] = state_keys[i]
-  elseif redis.call('EXISTS', state_keys[i]) == 1 then
-    codes[i] = NOT_WORKING
+    released_calls[#released] = calls[i]
+    if leases[i] ~= '' then
+      records[#records + 1] = KEYS[6] .. ':' .. leases[i]
+    end
+  elseif where == 'ended' then
+    codes[i] = OK
+  elseif where == 'current' then
+    codes[i] = NOT_WORKING  -- named twice in one batch: released by the first
   else
-    codes[i] = UNKNOWN
+    codes[i] = where
   end
 end
 if #released == 0 then
-  return codes
+  return reply(codes)
 end
 
+local now = us_text(clock_us(offset_us))
 redis.call('ZREM', working_key, unpack(released))
 redis.call('HDEL', tasks_key, unpack(released))
+if #records > 0 then
+  redis.call('DEL', unpack(records))  -- the dequeue's reply arrived: no retry of it will come
+end
 redis.call('HINCRBY', stats_key, 'released', #released)
 redis.call('HINCRBY', stats_key, counter, #released)
 if with_result then
-  local id, state_key, result, ttl_ms = ids[1], state_keys[1], ARGV[5], ARGV[6]
-  local now = us_text(clock_us(offset_us))
-  redis.call('HSET', state_key, 'status', status, 'result', result, 'released', now)
+  local id, state_key, result, ttl_ms = ids[1], state_keys[1], ARGV[8], ARGV[9]
+  redis.call('HSET', state_key, 'status', status, 'result', result, 'released', now, 'lease', calls[1])
   redis.call('PEXPIRE', state_key, ttl_ms)
   publish(events_channel, state_key, id, 'released', now, nil, result)
 else
-  redis.call('DEL', unpack(released_keys))
+  for i, state_key in ipairs(released_keys) do
+    redis.call('DEL', state_key)
+    redis.call('HSET', state_key, 'status', status, 'lease', released_calls[i], 'released', now, 'removed', 1)
+    redis.call('PEXPIRE', state_key, RETRY_WINDOW_MS)
+  end
   released_keys[#released_keys + 1] = events_channel
   learn_listeners(released_keys)
   for i, id in ipairs(released) do
-    publish(events_channel, released_keys[i], id, 'removed', nil, status)  -- reads the clock only to publish
+    publish(events_channel, released_keys[i], id, 'removed', now, status)
   end
 end
-return codes
+return reply(codes)

@@ -1,13 +1,15 @@
 --[[
 watch: publishes the current state of each given task on its own channel,
 as a "snapshot" event (with the result after a newline when it has one), or
-a "missing" event when the task is unknown. A watch subscribes to the task's
-channel first and then calls this, so it reads the state in the same ordered
-stream as the transitions and misses none between the two.
+a "missing" event when the task is unknown (a tombstone of a task removed
+without a result included). A watch subscribes to the task's channel first
+and then calls this, so it reads the state in the same ordered stream as
+the transitions and misses none between the two.
 
 KEYS[1] task      prefix of task state keys: "<prefix>:<id>"
 ARGV[1] clock offset (integer microseconds)
-ARGV[2...] task ids
+ARGV[2] '1': report refused events (see _lib.lua)
+ARGV[3...] task ids
 Returns one entry per id: 1 when the task is known, 0 when it is not.
 ]]
 local task_prefix = KEYS[1]
@@ -15,20 +17,21 @@ local offset_us = ARGV[1]
 
 local now = us_text(clock_us(offset_us))
 local found = {}
-for i = 2, #ARGV do
+for i = 3, #ARGV do
   local id = ARGV[i]
   local state_key = task_prefix .. ':' .. id
-  if redis.call('EXISTS', state_key) == 1 then
-    local result = redis.call('HGET', state_key, 'result')
+  local state = redis.call('HMGET', state_key, 'status', 'removed', 'result')
+  if state[1] and not state[2] then
+    local result = state[3]
     local message = event_json(state_key, id, 'snapshot', now, nil, result ~= false)
     if result then
       message = message .. '\n' .. result
     end
-    redis.call('PUBLISH', state_key, message)
+    send(state_key, message)
     found[#found + 1] = 1
   else
-    redis.call('PUBLISH', state_key, event_json(state_key, id, 'missing', now, false))
+    send(state_key, event_json(state_key, id, 'missing', now, false))
     found[#found + 1] = 0
   end
 end
-return found
+return reply(found)
