@@ -194,8 +194,8 @@ async def consume(
     ``False``.
 
     It waits for tasks in short blocking dequeues and looks at ``stop``
-    between them, rather than being cancelled: a dequeue cut off half-way
-    could leave an id in ``dequeueing`` until the sweep brings it back.
+    between them, so that a consumer stops between tasks, never inside
+    one's handling.
     """
     while not stop.is_set():
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -97,6 +98,15 @@ async def assert_refused_without_change(
     assert task_id in caplog.text
     assert await raw(client, queue) == before
     assert await state_hash(client, queue, task_id) == before_state
+
+
+async def wait_until(predicate: Callable[[], Awaitable[object]], timeout: float = 5) -> None:
+    """Waits until ``await predicate()`` is true; fails after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await predicate():
+        assert loop.time() < deadline, 'condition not met in time'
+        await asyncio.sleep(0.02)
 
 
 async def server_now(client: redis.asyncio.Redis) -> float:

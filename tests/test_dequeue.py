@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 import redis.asyncio
+import redis.exceptions
 from helpers import raw, score, server_now, state_hash
 
 from torrelque import (
@@ -154,6 +155,38 @@ async def test_undecodable_payload_does_not_hide_the_good_ones(
     await producer.enqueue('not a number')
     good = await producer.enqueue(8)
     assert await consumer.dequeue(timeout=1) == (good, 8)
+
+
+async def test_a_failed_quarantine_does_not_strand_the_other_tasks(
+    client: redis.asyncio.Redis,
+    make_queue: Callable[..., Torrelque],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis fails while one undecodable task of a batch is being rejected:
+    the others are delivered, and the bad one stays working (the sweep
+    brings it back when stale, and it is rejected then)."""
+    producer = make_queue()
+    consumer = make_queue(
+        serialiser=TorrelqueTaskSerialiser(json_serialiser.dumps, lambda data: json_serialiser.loads(data) // 1)
+    )
+    first = await producer.enqueue(1)
+    bad = await producer.enqueue('not a number', task_timeout=10)
+    last = await producer.enqueue(3)
+
+    async def fails(*args: object) -> int:
+        raise redis.exceptions.ConnectionError('Connection reset by peer')
+
+    monkeypatch.setattr(consumer._scripts, 'quarantine', fails)
+    assert await consumer.dequeue(timeout=1, max_tasks=3) == [(first, 1), (last, 3)]
+    assert f'Cannot reject task {bad}' in caplog.text
+    assert sorted((await raw(client, consumer)).working) == sorted([first, bad, last])
+    monkeypatch.undo()
+    consumer.clock_offset = 11
+    await consumer.sweep()
+    with pytest.raises(TorrelqueTimeoutError):
+        await consumer.dequeue(timeout=0.1)
+    assert (await producer.get_task_state(bad)).status == TorrelqueTaskStatus.REJECTED
 
 
 async def test_id_without_payload_is_dropped_with_a_warning(

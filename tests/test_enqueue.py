@@ -17,6 +17,7 @@ from torrelque import (
     TorrelqueTaskStatus,
     TorrelqueValueError,
 )
+from torrelque._codec import MAX_SECONDS
 
 
 async def test_enqueue_writes_the_documented_keys(client: redis.asyncio.Redis, queue: Torrelque) -> None:
@@ -102,6 +103,10 @@ async def test_pipeline_without_transaction_works_too(client: redis.asyncio.Redi
         ({'task_timeout': 0}, 'task_timeout'),
         ({'task_timeout': -3}, 'task_timeout'),
         ({'task_timeout': True}, 'task_timeout'),
+        # Beyond 100 years a time would overflow what Redis stores exactly.
+        ({'task_timeout': MAX_SECONDS * 1.01}, '100 years'),
+        ({'delay': MAX_SECONDS + 1}, '100 years'),
+        ({'delay': 1e300}, '100 years'),
         ({'pipeline': object()}, 'pipeline'),
     ],
 )
@@ -111,6 +116,18 @@ async def test_bad_arguments_write_nothing(
     with pytest.raises(TorrelqueValueError, match=message):
         await queue.enqueue('x', **kwargs)  # type: ignore[arg-type]
     assert await client.keys(f'{{{queue.name}}}*') == []
+
+
+async def test_the_longest_times_are_stored_exactly(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    now = await server_now(client)
+    task_id = await queue.enqueue('far', delay=MAX_SECONDS, task_timeout=MAX_SECONDS)
+    due = await client.zscore(queue.keys['delayed'], task_id)
+    assert due == int(due) and now + MAX_SECONDS - 1 < due / 1e6 < now + MAX_SECONDS + 2
+    queue.clock_offset = MAX_SECONDS
+    await queue.sweep()
+    task_id, _ = await queue.dequeue(timeout=1)
+    assert await client.zscore(queue.keys['working'], task_id) > due
+    assert await queue.release(task_id, result='kept', result_ttl=MAX_SECONDS) is True
 
 
 async def test_unserialisable_payload_is_refused_before_writing(client: redis.asyncio.Redis, queue: Torrelque) -> None:

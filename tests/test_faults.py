@@ -18,7 +18,7 @@ from helpers import raw
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from torrelque import Torrelque, TorrelqueTaskStatus
+from torrelque import Torrelque, TorrelqueError, TorrelqueTaskStatus
 from torrelque.server import RedisServer
 
 CONSUMER = textwrap.dedent(
@@ -77,13 +77,9 @@ async def test_consumer_killed_while_waiting_loses_nothing(
     await asyncio.sleep(0.5)  # blocked in Redis, waiting for a task
     kill(consumer)
     task_id = await queue.enqueue('after the death')
-    # Wherever the id is now (pending, or popped by the dying blocking call
-    # into dequeueing), two sweeps bring it where a live consumer gets it.
-    await queue.sweep()
-    await queue.sweep()
-    assert await queue.dequeue(timeout=5) == (task_id, 'after the death')
-    state = await raw(client, queue)
-    assert (state.pending, state.dequeueing) == ([], [])
+    # A waiting consumer takes nothing: the id stays pending, no sweep needed.
+    assert (await raw(client, queue)).pending == [task_id]
+    assert await queue.dequeue(timeout=1) == (task_id, 'after the death')
 
 
 async def test_dropped_connection_of_a_waiting_dequeue_is_reported(
@@ -144,3 +140,47 @@ async def test_redis_down_is_reported_and_writes_nothing(
     server.start()
     state = await raw(make_client(server.url), queue)
     assert (state.pending, state.tasks) == ([kept], {kept})
+
+
+async def test_a_user_without_channel_rights_loses_no_task(
+    make_server: Callable[..., RedisServer],
+    make_client: Callable[..., redis.asyncio.Redis],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Redis 7 ACL user with every command and key but no channel: its
+    transitions go on without their events (a listener with rights makes
+    the scripts publish, and the server refuses), one warning says so, and
+    its watch() fails with a clear error."""
+    server = make_server(config={'acl-pubsub-default': 'resetchannels'})
+    admin = make_client(server.url)
+    await admin.acl_setuser('app', enabled=True, passwords=['+secret'], keys=['*'], categories=['+@all'])
+    user = make_client(f'redis://app:secret@{server.host}:{server.port}/0')
+    queue = Torrelque(user, queue='acl')
+    listener = Torrelque(admin, queue='acl')
+    events = listener.watch_queue()
+    seen = asyncio.create_task(events.__anext__())
+    await asyncio.sleep(0.1)
+
+    with caplog.at_level(logging.WARNING, logger='torrelque'):
+        first = await queue.enqueue('first')
+        second = await queue.enqueue('second', delay=0.05)
+        task_id, _ = await queue.dequeue(timeout=1)
+        assert task_id == first
+        assert await queue.requeue(task_id, delay=0.05) is True
+        await asyncio.sleep(0.1)
+        assert await queue.sweep() == (0, 2, 0)
+        done = await queue.dequeue(timeout=1, max_tasks=2)
+        assert sorted(task_id for task_id, _ in done) == sorted([first, second])
+        assert await queue.release(done[0][0], result='kept') is True
+        assert await queue.release(done[1][0]) is True
+        with pytest.raises(TorrelqueError, match='refused to subscribe'):
+            async for _ in queue.watch(done[0][0], timeout=5):
+                pass
+    state = await raw(admin, queue)
+    assert (state.pending, state.working, state.delayed, state.tasks) == ([], [], [], set())
+    assert (state.stats['enqueued'], state.stats['released']) == (2, 2)
+    warnings = [record for record in caplog.records if 'refuses this client the channels' in record.message]
+    assert len(warnings) == 1
+    assert not seen.done()  # nothing reached the listener: every event was refused
+    seen.cancel()
+    await asyncio.gather(queue.aclose(), listener.aclose())

@@ -88,7 +88,7 @@ async def test_non_final_status_is_refused_and_changes_nothing(
     assert (await raw(client, queue)).working == [task_id]
 
 
-@pytest.mark.parametrize('ttl', [0, -1, float('nan')])
+@pytest.mark.parametrize('ttl', [0, -1, float('nan'), 1e12])
 async def test_bad_result_ttl_is_refused(client: redis.asyncio.Redis, queue: Torrelque, ttl: float) -> None:
     task_id = await working_task(queue)
     with pytest.raises(TorrelqueValueError, match='result_ttl'):

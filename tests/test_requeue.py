@@ -62,7 +62,13 @@ async def test_requeue_can_change_the_timeout(client: redis.asyncio.Redis, queue
 
 @pytest.mark.parametrize(
     ('kwargs', 'message'),
-    [({'delay': -1}, 'delay'), ({'task_timeout': 0}, 'task_timeout'), ({'delay': 'x'}, 'delay')],
+    [
+        ({'delay': -1}, 'delay'),
+        ({'task_timeout': 0}, 'task_timeout'),
+        ({'delay': 'x'}, 'delay'),
+        ({'delay': 4e9}, '100 years'),
+        ({'task_timeout': 1e20}, '100 years'),
+    ],
 )
 async def test_bad_arguments_change_nothing(
     client: redis.asyncio.Redis, queue: Torrelque, kwargs: dict[str, object], message: str

@@ -1,9 +1,10 @@
 """The queue against a plain Python model of it, under random sequences of
-enqueue, dequeue, requeue, release, sweep and time moving forward.
+enqueue, dequeue, requeue, release, touch, sweep, time moving forward, and
+late calls of attempts that ended (went stale, or were requeued).
 
 After every step, the raw Redis state must match the model: every live id in
-exactly one of pending, dequeueing, working and delayed, the order of pending
-(FIFO), the counters, and each task's status and counts.
+exactly one of pending, working and delayed, the order of pending (FIFO),
+the deadlines' order, the counters, and each task's status and counts.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 import redis.asyncio
@@ -27,7 +28,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from torrelque import Torrelque, TorrelqueLookupError, TorrelqueTaskStatus
+from torrelque import Torrelque, TorrelqueLookupError, TorrelqueTaskId, TorrelqueTaskStatus
 
 
 @dataclass
@@ -42,6 +43,8 @@ class Task:
     key: tuple[int, int, str] = (0, 0, '')
     dequeue_count: int = 0
     requeue_count: int = 0
+    attempt: TorrelqueTaskId | None = None  # the id of the current attempt, while working
+    ended: list[TorrelqueTaskId] = field(default_factory=list)  # ids of its attempts that ended
 
 
 class QueueMachine(RuleBasedStateMachine):
@@ -104,19 +107,22 @@ class QueueMachine(RuleBasedStateMachine):
         expected_ids, self.pending = self.pending[:max_tasks], self.pending[max_tasks:]
         assert pairs == [(i, self.tasks[i].payload) for i in expected_ids]
         call = self._call()
-        for task_id in expected_ids:
-            task = self.tasks[task_id]
+        for attempt, _ in pairs:
+            task = self.tasks[attempt]
             task.where, task.status = 'working', TorrelqueTaskStatus.WORKING
-            task.key = (self.clock + task.timeout, call, task_id)
+            task.key = (self.clock + task.timeout, call, attempt)
             task.dequeue_count += 1
+            task.attempt = attempt
+            assert attempt.dequeue_count == task.dequeue_count
         self.counters['dequeued'] += len(expected_ids)
 
     @precondition(lambda self: any(t.where == 'working' for t in self.tasks.values()))
     @rule(data=st.data(), delay=st.none() | st.integers(0, 10), timeout=st.none() | st.integers(1, 20))
     def requeue(self, data: st.DataObject, delay: int | None, timeout: int | None) -> None:
         task_id = data.draw(st.sampled_from(self._working()))
-        assert self.run(self.queue.requeue(task_id, delay, task_timeout=timeout)) is True
         task = self.tasks[task_id]
+        assert self.run(self.queue.requeue(task.attempt, delay, task_timeout=timeout)) is True
+        self._end_attempt(task)
         task.requeue_count += 1
         if timeout is not None:
             task.timeout = timeout
@@ -135,7 +141,7 @@ class QueueMachine(RuleBasedStateMachine):
         task_id = data.draw(st.sampled_from(self._working()))
         status = TorrelqueTaskStatus.REJECTED if rejected else TorrelqueTaskStatus.COMPLETED
         result = {'done': task_id} if keep else None
-        assert self.run(self.queue.release(task_id, result=result, status=status)) is True
+        assert self.run(self.queue.release(self.tasks[task_id].attempt, result=result, status=status)) is True
         del self.tasks[task_id]
         self.gone.append(task_id)
         self.counters['released'] += 1
@@ -157,11 +163,34 @@ class QueueMachine(RuleBasedStateMachine):
         else:
             assert self.run(self.queue.release(task_id, result=1)) is False
 
+    @precondition(lambda self: any(t.where == 'working' for t in self.tasks.values()))
+    @rule(data=st.data(), timeout=st.none() | st.integers(1, 20))
+    def touch(self, data: st.DataObject, timeout: int | None) -> None:
+        task = self.tasks[data.draw(st.sampled_from(self._working()))]
+        assert self.run(self.queue.touch(task.attempt, timeout)) is True
+        task.key = (self.clock + (task.timeout if timeout is None else timeout), self._call(), task.key[2])
+
+    @precondition(lambda self: any(t.ended for t in self.tasks.values()))
+    @rule(data=st.data(), operation=st.sampled_from(['release', 'requeue', 'touch']))
+    def late_call(self, data: st.DataObject, operation: str) -> None:
+        """An attempt that ended (stale, or requeued) moves nothing, even
+        when its task is working again under another attempt."""
+        task = data.draw(st.sampled_from([t for t in self.tasks.values() if t.ended]))
+        late = data.draw(st.sampled_from(task.ended))
+        assert self.run(getattr(self.queue, operation)(late)) is False
+
+    def _end_attempt(self, task: Task) -> None:
+        assert task.attempt is not None
+        task.ended.append(task.attempt)
+        task.attempt = None
+
     @rule()
     def sweep(self) -> None:
         stale = [i for i in self._working() if self.tasks[i].key[0] <= self.clock]
         due = [i for i in self._delayed() if self.tasks[i].key[0] <= self.clock]
         assert self.run(self.queue.sweep()) == (len(stale), len(due), 0)
+        for task_id in stale:
+            self._end_attempt(self.tasks[task_id])
         for task_id in stale + due:
             task = self.tasks[task_id]
             task.where, task.status = 'pending', TorrelqueTaskStatus.PENDING
@@ -179,6 +208,7 @@ class QueueMachine(RuleBasedStateMachine):
         state = self.run(raw(self.client, self.queue))
         assert state.pending == self.pending
         assert state.dequeueing == []
+        assert self.run(self.client.llen(self.queue.keys['ready'])) == (1 if self.pending else 0)
         assert state.working == self._working()
         assert state.delayed == self._delayed()
         assert state.tasks == set(self.tasks)

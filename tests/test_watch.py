@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 import redis.asyncio
+from helpers import wait_until
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
@@ -36,14 +37,6 @@ async def collect(queue: Torrelque, task_id: str, timeout: float = 10) -> list[T
 async def numsub(client: redis.asyncio.Redis, channel: str) -> int:
     ((_, count),) = await client.pubsub_numsub(channel)
     return int(count)
-
-
-async def wait_until(predicate: Callable[[], object], timeout: float = 5) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():  # type: ignore[misc]
-        assert loop.time() < deadline, 'condition not met in time'
-        await asyncio.sleep(0.02)
 
 
 async def pubsub_connections(client: redis.asyncio.Redis) -> int:
