@@ -35,8 +35,12 @@ def through(
     a failed call as redis-py does by default, or not at all."""
 
     def make(*, retry: bool, **kwargs: object) -> Torrelque:
-        policy = Retry(ConstantBackoff(0.01), 3) if retry else Retry(NoBackoff(), 0)
-        return make_queue(on=make_client(proxy.url, retry=policy, **kwargs))
+        if retry:
+            # redis-py 5 retries only the errors named in retry_on_error.
+            kwargs.update(retry=Retry(ConstantBackoff(0.01), 3), retry_on_error=[redis.exceptions.ConnectionError])
+        else:
+            kwargs.update(retry=Retry(NoBackoff(), 0))
+        return make_queue(on=make_client(proxy.url, **kwargs))
 
     return make
 
