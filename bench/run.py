@@ -5,6 +5,7 @@ project's dependencies (``pip install -e '.[test]'``)::
 
     python bench/run.py            # all scenarios, under 10 minutes
     python bench/run.py --quick    # smaller sizes and caps, under 2 minutes
+    python bench/run.py --against main~3   # this checkout against an earlier revision
 
 It installs ``Torrelque==0.9.0``, with the same redis-py and hiredis
 versions as this interpreter has, into ``bench/.venv-0.9`` (once; git
@@ -16,6 +17,12 @@ each scenario of ``bench/scenarios.py`` against both packages in turn
 (the median of each round's pair) and the targets, and writes every
 measurement as JSON to ``bench/results/`` (or ``--json PATH``);
 ``--table PATH`` prints the table of such a file again.
+
+``--against REV`` measures a git revision of this project in 0.9's place
+(exported with ``git archive`` into ``bench/.against-<commit>``, run by this
+interpreter, all scenarios at our sizes), so that the ratios say what a
+change did to each hot path; the targets, which are against 0.9, are then
+not judged.
 """
 
 from __future__ import annotations
@@ -75,11 +82,11 @@ class Case:
     note: str = ''
     timeout: float = 240
 
-    def arguments(self, side: str) -> list[str]:
-        return self.theirs_args if side == THEIRS and self.theirs_args is not None else self.args
+    def arguments(self, side: str, against: bool = False) -> list[str]:
+        return self.theirs_args if side == THEIRS and self.theirs_args is not None and not against else self.args
 
-    def rounds_of(self, side: str) -> int:
-        return self.theirs_rounds if side == THEIRS and self.theirs_rounds is not None else self.rounds
+    def rounds_of(self, side: str, against: bool = False) -> int:
+        return self.theirs_rounds if side == THEIRS and self.theirs_rounds is not None and not against else self.rounds
 
 
 def plan(quick: bool) -> list[Case]:
@@ -215,13 +222,28 @@ def theirs_python(venv: Path, found: dict[str, str | None]) -> Path:
     return python
 
 
+def export_revision(revision: str) -> Path:
+    """This project at ``revision``, exported once into ``bench/``."""
+    commit = subprocess.run(
+        ['git', 'rev-parse', '--short', f'{revision}^{{commit}}'], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    where = BENCH / f'.against-{commit}'
+    if not (where / 'torrelque' / '__init__.py').exists():
+        where.mkdir(exist_ok=True)
+        archive = subprocess.run(['git', 'archive', commit, 'torrelque'], cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(['tar', '-x', '-C', str(where)], input=archive.stdout, check=True)
+    return where
+
+
 # -- running ------------------------------------------------------------------------------------------------
 
 
 class Runner:
-    def __init__(self, server: RedisServer, pythons: dict[str, Path], log: Path) -> None:
+    def __init__(self, server: RedisServer, pythons: dict[str, Path], log: Path, against: Path | None) -> None:
         self.server = server
         self.pythons = pythons
+        # Where each side imports torrelque from (None: what its venv has).
+        self.roots = {OURS: ROOT, THEIRS: against}
         self.admin = redis.Redis(host=server.host, port=server.port, decode_responses=True)
         self.log = log
 
@@ -240,11 +262,11 @@ class Runner:
         self.reset()
         env = dict(os.environ)
         env.pop('PYTHONPATH', None)
-        if side == OURS:
-            env['PYTHONPATH'] = str(ROOT)  # this checkout, whatever is installed
+        if self.roots[side] is not None:
+            env['PYTHONPATH'] = str(self.roots[side])  # that checkout, whatever is installed
         command = [
             str(self.pythons[side]), str(BENCH / 'scenarios.py'), case.scenario,
-            '--redis-url', self.server.url, *case.arguments(side),
+            '--redis-url', self.server.url, *case.arguments(side, self.roots[THEIRS] is not None),
         ]  # fmt: skip
         server_cpu, machine, children = self.server_cpu(), machine_busy(), children_cpu()
         start = time.perf_counter()
@@ -288,13 +310,15 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def check_packages(results: dict[str, list[dict[str, Any]]]) -> None:
+def check_packages(results: dict[str, list[dict[str, Any]]], against: Path | None) -> None:
     """Makes sure each side measured the package it is meant to."""
     for run in results[OURS]:
-        if not run['package']['file'].startswith(str(ROOT)):
+        if not run['package']['file'].startswith(f'{ROOT}/torrelque'):
             raise RuntimeError(f'"ours" ran {run["package"]["file"]}, not this checkout')
     for run in results[THEIRS]:
-        if run['package']['version'] != '0.9.0':
+        if against is not None and not run['package']['file'].startswith(str(against)):
+            raise RuntimeError(f'the other side ran {run["package"]["file"]}, not {against}')
+        if against is None and run['package']['version'] != '0.9.0':
             raise RuntimeError(f'"0.9" ran torrelque {run["package"]["version"]}')
 
 
@@ -361,9 +385,13 @@ def ratio_text(ratio: float) -> str:
     return f'{ratio:.{decimals}f}'
 
 
-def table(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> tuple[list[list[str]], dict[str, Any]]:
-    """The lines of the table, and the same as data."""
-    lines = [['scenario', 'ours', '0.9', 'ours/0.9', 'per round', 'target', 'met']]
+def table(
+    raw: dict[str, dict[str, list[dict[str, Any]]]], theirs: str = THEIRS
+) -> tuple[list[list[str]], dict[str, Any]]:
+    """The lines of the table, and the same as data; against another
+    revision than 0.9, without the targets."""
+    judged = theirs == THEIRS
+    lines = [['scenario', 'ours', theirs, f'ours/{theirs}', 'per round', 'target', 'met']]
     rows = {}
     for row in ROWS:
         if row.case not in raw:
@@ -372,10 +400,10 @@ def table(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> tuple[list[list[st
         each = ratios(raw[row.case], row.metric) if row.ratio else []
         ratio = statistics.median(each) if each else None
         spread = f'{ratio_text(min(each))}-{ratio_text(max(each))}' if len(each) > 1 else ''
-        verdict = row.verdict(ours, ratio)
+        verdict = row.verdict(ours, ratio) if judged else ''
         value_ours, value_theirs = (cell(row, side) for side in (ours, theirs))
         shown_ratio = '-' if ratio is None else f'{ratio_text(ratio)}x'
-        lines.append([row.label, value_ours, value_theirs, shown_ratio, spread, row.target, verdict])
+        lines.append([row.label, value_ours, value_theirs, shown_ratio, spread, row.target if judged else '', verdict])
         rows[row.label] = {
             'case': row.case, 'metric': row.metric, 'ours': ours.get(row.metric), 'theirs': theirs.get(row.metric),
             'ratio': ratio, 'round_ratios': each, 'target': row.target, 'met': verdict,
@@ -421,9 +449,11 @@ def main() -> int:
     parser.add_argument('--only', nargs='+', metavar='CASE', help='run only these cases')
     parser.add_argument('--venv', type=Path, default=BENCH / '.venv-0.9', help='the venv for Torrelque 0.9.0')
     parser.add_argument('--table', type=Path, metavar='JSON', help='print the table of an earlier run, and stop')
+    parser.add_argument('--against', metavar='REV', help="measure this project's git revision REV in 0.9's place")
     options = parser.parse_args()
     if options.table:
-        print(rst_table(table(json.loads(options.table.read_text())['runs'])[0]))
+        earlier = json.loads(options.table.read_text())
+        print(rst_table(table(earlier['runs'], earlier.get('theirs', THEIRS))[0]))
         return 0
 
     started = datetime.datetime.now(datetime.UTC)
@@ -435,23 +465,29 @@ def main() -> int:
     log.write_text('')
 
     found = versions()
-    pythons = {OURS: Path(sys.executable), THEIRS: theirs_python(options.venv.resolve(), found)}
+    against = None if options.against is None else export_revision(options.against)
+    theirs = THEIRS if against is None else against.name.removeprefix('.against-')
+    if against is None:
+        pythons = {OURS: Path(sys.executable), THEIRS: theirs_python(options.venv.resolve(), found)}
+    else:
+        pythons = {OURS: Path(sys.executable), THEIRS: Path(sys.executable)}
     cases = [case for case in plan(options.quick) if not options.only or case.name in options.only]
 
     server = RedisServer(config=SERVER_CONFIG).start()
     try:
         about = machine(server, found)
-        runner = Runner(server, pythons, log)
+        runner = Runner(server, pythons, log, against)
         raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
         summary: dict[str, dict[str, dict[str, Any]]] = {}
         for case in cases:
             results: dict[str, list[dict[str, Any]]] = {OURS: [], THEIRS: []}
-            for round_ in range(max(case.rounds_of(OURS), case.rounds_of(THEIRS))):
+            rounds = {side: case.rounds_of(side, against is not None) for side in (OURS, THEIRS)}
+            for round_ in range(max(rounds.values())):
                 for side in (OURS, THEIRS):
-                    if round_ < case.rounds_of(side):
-                        print(f'{case.name}: {side}, round {round_ + 1}', flush=True)
+                    if round_ < rounds[side]:
+                        print(f'{case.name}: {side if side == OURS else theirs}, round {round_ + 1}', flush=True)
                         results[side].append(runner.run(case, side))
-            check_packages(results)
+            check_packages(results, against)
             raw[case.name] = results
             summary[case.name] = {side: medians(runs) for side, runs in results.items()}
     finally:
@@ -459,7 +495,7 @@ def main() -> int:
 
     elapsed = time.perf_counter() - clock
     command = ' '.join(['python', 'bench/run.py', *sys.argv[1:]])
-    lines, rows = table(raw)
+    lines, rows = table(raw, theirs)
     report = rst_table(lines)
     notes = [f'{case.name}: {case.note}' for case in cases if case.note]
     busy = {
@@ -471,7 +507,7 @@ def main() -> int:
     print()
     print(f'{command}   ({started:%Y-%m-%d %H:%M} UTC, {elapsed:.0f} s)')
     print(f'{about["cpus"]} CPUs ({about["cpu_model"]}), Python {about["python"]}, Redis {about["redis_server"]}, '
-          f'redis-py {about["redis_py"]}, hiredis {about["hiredis"] or "none"} (both packages)')  # fmt: skip
+          f'redis-py {about["redis_py"]}, hiredis {about["hiredis"] or "none"} (both sides)')  # fmt: skip
     print(report)
     for note in notes:
         print(f'- {note}')
@@ -480,6 +516,7 @@ def main() -> int:
         'date': started.isoformat(timespec='seconds'),
         'elapsed_s': elapsed,
         'quick': options.quick,
+        'theirs': theirs,
         'machine': about,
         'cases': [case.__dict__ for case in cases],
         'summary': summary,

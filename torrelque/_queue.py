@@ -227,7 +227,7 @@ class Torrelque:
         """The task id and the lease of the attempt a call names: ``lease=``,
         else the id's own, else this instance's, else ``b''`` (whichever
         attempt is current)."""
-        name = str(_codec.task_id(task_id))
+        name = _codec.task_id(task_id)
         if lease is not None:
             return name, _codec.lease(lease)
         if isinstance(task_id, TorrelqueTaskId):
@@ -315,11 +315,13 @@ class Torrelque:
         max_tasks = _codec.count('max_tasks', max_tasks)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        woken = False
         while True:
-            pairs = await self._take(max_tasks)
+            pairs = await self._take(max_tasks, woken)
             if pairs:
                 return pairs if max_tasks > 1 else pairs[0]
-            if not await self._wait_ready(deadline) and deadline is not None and loop.time() >= deadline:
+            woken = await self._wait_ready(deadline)
+            if not woken and deadline is not None and loop.time() >= deadline:
                 raise TorrelqueTimeoutError(f'no task within {timeout} s')
 
     async def _wait_ready(self, deadline: float | None) -> bool:
@@ -337,9 +339,10 @@ class Torrelque:
             raise
         return popped is not None
 
-    async def _take(self, max_tasks: int) -> list[TaskPair]:
+    async def _take(self, max_tasks: int, woken: bool) -> list[TaskPair]:
         """Takes ready tasks, decodes them and quarantines those that cannot
-        be decoded. Whatever escapes gives every task taken back."""
+        be decoded. Whatever escapes gives every task taken back. ``woken``:
+        this follows a wait that took the wake-up marker."""
         pairs: list[TaskPair] = []
         leases: list[bytes] = []
         try:
@@ -347,7 +350,7 @@ class Torrelque:
                 limit = min(max_tasks - len(pairs), BATCH)
                 lease = _codec.new_token()
                 leases.append(lease)
-                taken, missing = await self._scripts.dequeue(limit, lease)
+                taken, missing = await self._scripts.dequeue(limit, lease, woken)
                 for task_id in missing:
                     logger.warning('Dropped id %s from pending: the queue has no payload for it', task_id)
                 lease_text = lease.decode()

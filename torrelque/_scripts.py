@@ -37,6 +37,8 @@ RETRY_WINDOW = 60.0
 BATCH = 250
 
 _REPORT, _QUIET = b'1', b'0'
+# What a script's reply starts with when the server refused one of its events.
+_REFUSED = (b'events refused', 'events refused')
 
 
 def _read(name: str) -> str:
@@ -132,9 +134,10 @@ class Scripts:
         if pipeline is not None:
             await self._scripts[name](keys, [self.offset, _QUIET, *args], client=pipeline)
             return None
-        value, refused = await self._scripts[name](keys, [self.offset, _REPORT, *args])
-        if refused:
+        value = await self._scripts[name](keys, [self.offset, _REPORT, *args])
+        if isinstance(value, list) and value and value[0] in _REFUSED:
             self._on_events_refused()
+            return value[1]
         return value
 
     async def enqueue(
@@ -148,13 +151,21 @@ class Scripts:
         else:
             await self._call('enqueue', self._enqueue_keys, [*common, task_id, payload])
 
-    async def dequeue(self, limit: int, lease: bytes) -> tuple[list[Taken], list[str]]:
-        """Takes up to ``limit`` tasks under ``lease``; also returns the ids
-        that were dropped for having no payload."""
-        moved, missing = await self._call('dequeue', self._dequeue_keys, [b'%d' % limit, lease])
+    async def dequeue(self, limit: int, lease: bytes, woken: bool) -> tuple[list[Taken], list[str]]:
+        """Takes up to ``limit`` tasks under ``lease`` (``woken``: the
+        caller took the wake-up marker); also returns the ids that were
+        dropped for having no payload."""
+        args = [b'%d' % limit, lease, b'1' if woken else b'0']
+        moved, meta, missing = await self._call('dequeue', self._dequeue_keys, args)
+        values = raw(meta).split()
         taken = [
-            Taken(text(moved[i]), raw(moved[i + 1]), int(moved[i + 2]), float(moved[i + 3] or STANDARD_TIMEOUT))
-            for i in range(0, len(moved), 4)
+            Taken(
+                text(moved[2 * i]),
+                raw(moved[2 * i + 1]),
+                int(values[2 * i]),
+                STANDARD_TIMEOUT if values[2 * i + 1] == b'-' else float(values[2 * i + 1]),
+            )
+            for i in range(len(moved) // 2)
         ]
         return taken, [text(task_id) for task_id in missing]
 
@@ -177,15 +188,14 @@ class Scripts:
         """Releases one task: with ``(result, ttl_ms)`` or without a result
         (into a pipeline: joined to the previous release without a result
         and with the same status, if that was the last command)."""
-        call = new_token()
         if result is None and pipeline is not None:
-            await self._release_batches.add(pipeline, [self.offset, _QUIET, status, b'0'], [task_id, lease, call])
+            await self._release_batches.add(pipeline, [self.offset, _QUIET, status], [task_id, lease], fresh=b'0')
             return None
         if result is None:
-            args = [status, b'0', task_id, lease, call]
+            args = [status, new_token(), b'0', task_id, lease]
         else:
             data, ttl_ms = result
-            args = [status, b'1', task_id, lease, call, data, b'%d' % ttl_ms]
+            args = [status, new_token(), b'1', task_id, lease, data, b'%d' % ttl_ms]
         codes = await self._call('release', self._release_keys, args, pipeline)
         return None if codes is None else int(codes[0])
 
@@ -211,7 +221,9 @@ class Scripts:
 class PipelineBatches:
     """Joins consecutive calls of one script, added to a caller's pipeline
     by one queue, into a single script call of up to ``limit`` items, each
-    item being a run of ARGV values after the call's common ones.
+    item being a run of ARGV values after the call's common ones. With
+    ``fresh``, each script call also gets a new token (and then ``fresh``)
+    after the common values, which a later call need not share to join.
 
     A call joins the previous one while that is still the last command of
     the pipeline (nothing was added after it, and the pipeline was not
@@ -234,7 +246,7 @@ class PipelineBatches:
             weakref.WeakKeyDictionary()
         )
 
-    async def add(self, pipeline: Any, common: Sequence[Any], item: Sequence[Any]) -> None:
+    async def add(self, pipeline: Any, common: Sequence[Any], item: Sequence[Any], fresh: bytes | None = None) -> None:
         common = tuple(common)
         stack = getattr(pipeline, 'command_stack', None)
         last = self._open.get(pipeline)
@@ -246,7 +258,8 @@ class PipelineBatches:
                 stack[-1] = (joined, entry[1])
                 self._open[pipeline] = (joined, common, count + 1)
                 return
-        await self._script(self._keys, [*common, *item], client=pipeline)
+        opening = () if fresh is None else (new_token(), fresh)
+        await self._script(self._keys, [*common, *opening, *item], client=pipeline)
         stack = getattr(pipeline, 'command_stack', None)
         if isinstance(stack, list) and stack and stack[-1][0][1:2] == (self._script.sha,):
             self._open[pipeline] = (stack[-1][0], common, 1)

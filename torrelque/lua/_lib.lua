@@ -4,9 +4,10 @@ when it is registered, so each script can use these locals.
 
 Common arguments: ARGV[1] is the clock seam offset (integer microseconds, 0
 outside tests) and ARGV[2] is '1' when the caller wants to know whether the
-server refused to publish an event (the script then returns {value, refused}
-instead of value; calls added to a caller's pipeline pass '0', so that the
-pipeline's results hold the plain value).
+server refused to publish an event: the script then returns
+{'events refused', value} instead of value when it did (calls added to a
+caller's pipeline pass '0', so that the pipeline's results always hold the
+plain value).
 
 Time: every script reads the Redis server's clock (TIME), shifted by the
 offset. Every time stored (state fields, sorted set scores) is an integer
@@ -105,11 +106,11 @@ local function send(channel, message)
   end
 end
 
--- The script's reply: `value`, with whether an event was refused when the
--- caller asked (ARGV[2]).
+-- The script's reply: `value`, marked when an event was refused and the
+-- caller asked (ARGV[2]). No plain reply starts with this text.
 local function reply(value)
-  if REPORT then
-    return {value, events_refused and 1 or 0}
+  if REPORT and events_refused then
+    return {'events refused', value}
   end
   return value
 end
@@ -202,15 +203,21 @@ local function wake_if_earliest(zset_key, wake_channel, score_us, now_us)
   end
 end
 
--- Keeps the wake-up marker of blocked consumers: one element in `ready`
--- while `pending` has ids. A blocked dequeue pops it (BLPOP) and then takes
--- tasks in its script, which sets the marker again for the next consumer
--- when ids are left. Call after pushing to or popping from `pending`.
+-- The wake-up marker of blocked consumers: one element in `ready` while
+-- `pending` has ids. A blocked dequeue pops it (BLPOP) and then takes tasks
+-- in its script, which sets it again for the next consumer when ids are
+-- left (mark_ready). Every push to `pending` sets it (arm_ready).
+local function arm_ready(ready_key)
+  if redis.call('LLEN', ready_key) == 0 then
+    redis.call('LPUSH', ready_key, '1')
+  end
+end
+
 local function mark_ready(pending_key, ready_key)
   if redis.call('LLEN', pending_key) == 0 then
     redis.call('DEL', ready_key)
-  elseif redis.call('LLEN', ready_key) == 0 then
-    redis.call('LPUSH', ready_key, '1')
+  else
+    arm_ready(ready_key)
   end
 end
 
@@ -225,6 +232,6 @@ local function enter_queue(pending_key, delayed_key, ready_key, stats_key, wake_
     return STATUS_DELAYED
   end
   redis.call('LPUSH', pending_key, id)
-  mark_ready(pending_key, ready_key)
+  arm_ready(ready_key)
   return STATUS_PENDING
 end

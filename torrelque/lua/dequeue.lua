@@ -25,18 +25,22 @@ ARGV[1] clock offset (integer microseconds)
 ARGV[2] '1': report refused events (see _lib.lua)
 ARGV[3] limit: the most tasks to take
 ARGV[4] lease token of this call
-Returns {{id, payload, dequeues, timeout, ...}, {id, ...}}: four values per
-task taken (its dequeue count, and its timeout in seconds or '' for the
-default), then the ids that were pending but have no payload (dropped).
+ARGV[5] '1' when the caller was woken by the wake-up marker (it took it:
+        this call sets it again for the next consumer when ids are left)
+Returns {{id, payload, ...}, meta, {id, ...}}: the id and payload of each
+task taken; then, in one string (a reply's elements cost the client more
+than its bytes), each task's dequeue count and timeout in seconds ('-' for
+the default), separated by spaces; then the ids that were pending but have
+no payload (dropped).
 ]]
 local pending_key, working_key, tasks_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local events_channel, wake_channel, ready_key, task_prefix = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local record_key = KEYS[9] .. ':' .. ARGV[4]
-local offset_us, limit, lease = ARGV[1], tonumber(ARGV[3]), ARGV[4]
+local offset_us, limit, lease, woken = ARGV[1], tonumber(ARGV[3]), ARGV[4], ARGV[5] == '1'
 
 local record = redis.call('GET', record_key)
 if record then
-  local out = {}
+  local out, meta = {}, {}
   for _, id in ipairs(cjson.decode(record)) do
     local state_key = task_prefix .. ':' .. id
     local state = redis.call('HMGET', state_key, 'lease', 'dequeues', 'timeout')
@@ -44,17 +48,17 @@ if record then
     if state[1] == lease and payload and redis.call('ZSCORE', working_key, id) then
       out[#out + 1] = id
       out[#out + 1] = payload
-      out[#out + 1] = state[2]
-      out[#out + 1] = state[3] or ''
+      meta[#meta + 1] = state[2]
+      meta[#meta + 1] = state[3] or '-'
     end
   end
-  return reply({out, {}})
+  return reply({out, table.concat(meta, ' '), {}})
 end
 
 local ids = redis.call('RPOP', pending_key, limit)
 if not ids then
   redis.call('DEL', ready_key)  -- a marker left by a consumer that took the last ids
-  return reply({{}, {}})
+  return reply({{}, '', {}})
 end
 
 local now_us = clock_us(offset_us)
@@ -70,18 +74,20 @@ for i, id in ipairs(ids) do
     if earliest_us == nil or deadline_us < earliest_us then
       earliest_us = deadline_us
     end
-    found[#found + 1] = {id, payload, state_key, deadline_us, (tonumber(state[2]) or 0) + 1, state[1] or ''}
+    found[#found + 1] = {id, payload, state_key, deadline_us, (tonumber(state[2]) or 0) + 1, state[1] or '-'}
   else
     missing[#missing + 1] = id
   end
 end
-mark_ready(pending_key, ready_key)
+if woken then
+  mark_ready(pending_key, ready_key)
+end
 if #found == 0 then
-  return reply({{}, missing})
+  return reply({{}, '', missing})
 end
 
 wake_if_earliest(working_key, wake_channel, earliest_us, now_us)
-local out, scores, taken, channels = {}, {}, {}, {events_channel}
+local out, meta, scores, taken, channels = {}, {}, {}, {}, {events_channel}
 for _, task in ipairs(found) do
   local id, payload, state_key, deadline_us, dequeues = task[1], task[2], task[3], task[4], task[5]
   scores[#scores + 1] = us_text(deadline_us)
@@ -91,8 +97,8 @@ for _, task in ipairs(found) do
   taken[#taken + 1] = id
   out[#out + 1] = id
   out[#out + 1] = payload
-  out[#out + 1] = dequeues
-  out[#out + 1] = task[6]
+  meta[#meta + 1] = dequeues
+  meta[#meta + 1] = task[6]
 end
 redis.call('ZADD', working_key, unpack(scores))
 redis.call('SET', record_key, cjson.encode(taken), 'PX', RETRY_WINDOW_MS)
@@ -101,4 +107,4 @@ learn_listeners(channels)
 for _, task in ipairs(found) do
   publish(events_channel, task[3], task[1], 'dequeued', now)
 end
-return reply({out, missing})
+return reply({out, table.concat(meta, ' '), missing})

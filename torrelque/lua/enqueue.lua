@@ -72,7 +72,7 @@ else
     entries[#entries + 1] = ids[i]
   end
   redis.call('LPUSH', pending_key, unpack(entries))
-  mark_ready(pending_key, ready_key)
+  arm_ready(ready_key)
 end
 redis.call('HSET', tasks_key, unpack(fields))
 for _, i in ipairs(added) do

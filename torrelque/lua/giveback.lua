@@ -57,5 +57,7 @@ if #back > 0 then
     publish(events_channel, task[2], task[1], 'returned', now)
   end
 end
-mark_ready(pending_key, ready_key)
+if redis.call('LLEN', pending_key) > 0 then
+  arm_ready(ready_key)
+end
 return reply(#back)

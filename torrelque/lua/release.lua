@@ -2,11 +2,11 @@
 release: ends the attempts named by their leases and takes their finished
 tasks out of the queue. With a result, a task's state is kept (final
 status, result, release time) for `ttl`; without one, the task is removed,
-leaving for RETRY_WINDOW_MS only a tombstone state (status, the call's
-token as `lease`, release time, `removed`) by which a retried call is
-recognised. One call releases
-one task with a result, or a batch of tasks without one (consecutive
-releases into one pipeline share a call).
+leaving for RETRY_WINDOW_MS only a tombstone of its state (status, the
+call's token as `lease` and `removed` set over the fields it had) by which
+a retried call is recognised. One call releases one task
+with a result, or a batch of tasks without one (consecutive releases into
+one pipeline share a call).
 
 KEYS[1] working   sorted set: id -> stale deadline (microseconds)
 KEYS[2] tasks     hash: id -> serialised payload
@@ -17,25 +17,25 @@ KEYS[6] lease     prefix of lease records: "<prefix>:<token>"
 ARGV[1] clock offset (integer microseconds)
 ARGV[2] '1': report refused events (see _lib.lua)
 ARGV[3] final status (3 completed, 4 rejected)
-ARGV[4] '1': one task with a result follows: ARGV[5] its id, ARGV[6] its
-        lease ('' for whichever attempt is current), ARGV[7] the token of
-        this call, ARGV[8] the serialised result, ARGV[9] the time to keep
-        them (integer milliseconds);
-        '0': ARGV[5...] are three values per task released without a
-        result: its id, its lease, the token of its call
+ARGV[4] token of this call
+ARGV[5] '1': one task with a result follows: ARGV[6] its id, ARGV[7] its
+        lease ('' for whichever attempt is current), ARGV[8] the
+        serialised result, ARGV[9] the time to keep them (integer
+        milliseconds);
+        '0': ARGV[6...] are pairs of id and lease of tasks released
+        without a result
 Returns a list of one code per task: OK (also when its call was done
 before); LOST when another attempt owns the task, NOT_WORKING or
 UNKNOWN when it is not working (nothing is written for it then).
 ]]
 local working_key, tasks_key, stats_key, events_channel, task_prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local offset_us, status, with_result = ARGV[1], ARGV[3], ARGV[4] == '1'
+local offset_us, status, call, with_result = ARGV[1], ARGV[3], ARGV[4], ARGV[5] == '1'
 local counter = tonumber(status) == STATUS_REJECTED and 'rejected' or 'completed'
 
-local ids, leases, calls, state_keys = {}, {}, {}, {}
-for i = 5, with_result and 5 or #ARGV, 3 do
+local ids, leases, state_keys = {}, {}, {}
+for i = 6, with_result and 6 or #ARGV, 2 do
   ids[#ids + 1] = ARGV[i]
   leases[#leases + 1] = ARGV[i + 1]
-  calls[#calls + 1] = ARGV[i + 2]
   state_keys[#state_keys + 1] = task_prefix .. ':' .. ARGV[i]
 end
 
@@ -45,16 +45,15 @@ end
 
 -- Which attempts own their working task; the deadlines in one read.
 local deadlines = redis.call('ZMSCORE', working_key, unpack(ids))
-local codes, released, released_keys, released_calls, records, seen = {}, {}, {}, {}, {}, {}
+local codes, released, released_keys, records, seen = {}, {}, {}, {}, {}
 for i, id in ipairs(ids) do
   local state = redis.call('HMGET', state_keys[i], 'status', 'lease')
-  local where = attempt_of(deadlines[i], state, leases[i], calls[i], released_already)
+  local where = attempt_of(deadlines[i], state, leases[i], call, released_already)
   if where == 'current' and not seen[id] then
     seen[id] = true
     codes[i] = OK
     released[#released + 1] = id
     released_keys[#released_keys + 1] = state_keys[i]
-    released_calls[#released] = calls[i]
     if leases[i] ~= '' then
       records[#records + 1] = KEYS[6] .. ':' .. leases[i]
     end
@@ -70,7 +69,6 @@ if #released == 0 then
   return reply(codes)
 end
 
-local now = us_text(clock_us(offset_us))
 redis.call('ZREM', working_key, unpack(released))
 redis.call('HDEL', tasks_key, unpack(released))
 if #records > 0 then
@@ -80,19 +78,19 @@ redis.call('HINCRBY', stats_key, 'released', #released)
 redis.call('HINCRBY', stats_key, counter, #released)
 if with_result then
   local id, state_key, result, ttl_ms = ids[1], state_keys[1], ARGV[8], ARGV[9]
-  redis.call('HSET', state_key, 'status', status, 'result', result, 'released', now, 'lease', calls[1])
+  local now = us_text(clock_us(offset_us))
+  redis.call('HSET', state_key, 'status', status, 'result', result, 'released', now, 'lease', call)
   redis.call('PEXPIRE', state_key, ttl_ms)
   publish(events_channel, state_key, id, 'released', now, nil, result)
 else
-  for i, state_key in ipairs(released_keys) do
-    redis.call('DEL', state_key)
-    redis.call('HSET', state_key, 'status', status, 'lease', released_calls[i], 'released', now, 'removed', 1)
+  for _, state_key in ipairs(released_keys) do
+    redis.call('HSET', state_key, 'status', status, 'lease', call, 'removed', 1)
     redis.call('PEXPIRE', state_key, RETRY_WINDOW_MS)
   end
   released_keys[#released_keys + 1] = events_channel
   learn_listeners(released_keys)
   for i, id in ipairs(released) do
-    publish(events_channel, released_keys[i], id, 'removed', now, status)
+    publish(events_channel, released_keys[i], id, 'removed', nil, status)  -- reads the clock only to publish
   end
 end
 return reply(codes)

@@ -55,7 +55,9 @@ end
 
 return_due(stale_ids, working_key, 'swept_stale', 'stale', true)
 return_due(due_ids, delayed_key, 'swept_delayed', 'due', false)
-mark_ready(pending_key, ready_key)
+if redis.call('LLEN', pending_key) > 0 then
+  arm_ready(ready_key)
+end
 if #stale_ids + #due_ids >= batch then
   return reply({#stale_ids, #due_ids, 1, 0})
 end
