@@ -98,8 +98,8 @@ def test_defaults_and_signatures() -> None:
 
 def test_keys_are_hash_tagged_per_queue(client: redis.asyncio.Redis) -> None:
     queue = Torrelque(client, queue='orders')
-    roles = ('pending', 'dequeueing', 'undequeued', 'working', 'delayed', 'tasks', 'task', 'lease', 'ready', 'stats')
-    for role in (*roles, 'events', 'wake'):
+    roles = ('pending', 'dequeueing', 'undequeued', 'working', 'delayed', 'tasks', 'task', 'lease', 'gone', 'ready')
+    for role in (*roles, 'stats', 'events', 'wake'):
         assert queue.keys[role] == f'{{orders}}:{role}'
     assert Torrelque(client).keys['pending'] == '{trq}:pending'
     # The class keeps the bare names; only instances are prefixed.

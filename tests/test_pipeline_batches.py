@@ -187,7 +187,8 @@ async def test_consecutive_plain_releases_share_a_call(client: redis.asyncio.Red
     assert (state.working, state.tasks) == ([f], {f})
     assert state.stats['released'] == 5
     assert (state.stats['completed'], state.stats['rejected']) == (4, 1)
-    assert 'removed' in await state_hash(client, queue, a)
+    assert await state_hash(client, queue, a) == {}
+    assert await client.exists(f'{queue.keys["gone"]}:{a}') == 1
     assert (await queue.get_task_state(d)).result == 'kept'
 
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 import redis.asyncio
-from helpers import NOT_WORKING, assert_refused_without_change, raw, state_hash, task_not_working, working_task
+from helpers import NOT_WORKING, assert_refused_without_change, raw, state_hash, task_not_working, text, working_task
 
 from torrelque import (
     Torrelque,
@@ -20,17 +20,19 @@ from torrelque._scripts import RETRY_WINDOW
 
 
 async def test_release_without_result_removes_the_task(client: redis.asyncio.Redis, queue: Torrelque) -> None:
-    """All that stays is a tombstone of its final status, for the retry
-    window, by which a retried call is recognised; the task reads as unknown."""
+    """All that stays is a tombstone key for the retry window, by which a
+    retried call is recognised; the task reads as unknown."""
     task_id = await working_task(queue)
     assert await queue.release(task_id) is True
 
     state = await raw(client, queue)
     assert (state.pending, state.working, state.tasks) == ([], [], set())
-    tombstone = await state_hash(client, queue, task_id)
-    assert {'status', 'lease', 'removed'} <= set(tombstone)
-    assert (tombstone['status'], tombstone['removed']) == ('3', '1')
-    assert 0 < await client.pttl(f'{queue.keys["task"]}:{task_id}') <= RETRY_WINDOW * 1000
+    assert await state_hash(client, queue, task_id) == {}
+    tombstone = f'{queue.keys["gone"]}:{task_id}'
+    assert await client.exists(tombstone) == 1
+    assert 0 < await client.pttl(tombstone) <= RETRY_WINDOW * 1000
+    left = {text(key) for key in await client.keys(f'{{{queue.name}}}:*')}
+    assert left <= {tombstone, queue.keys['stats'], queue.keys['ready']}
     with pytest.raises(TorrelqueLookupError):
         await queue.get_task_state(task_id)
     assert state.stats == {'enqueued': 1, 'dequeued': 1, 'released': 1, 'completed': 1}

@@ -150,9 +150,10 @@ class Torrelque:
     sweep_batch_size: int = 250
 
     #: Key names, by role. An instance holds them prefixed with the hash-tagged
-    #: queue name: ``{queue}:pending`` and so on; ``task`` and ``lease`` are
-    #: the prefixes of the per-task state keys ``{queue}:task:<id>`` and of
-    #: the lease records ``{queue}:lease:<token>``. ``dequeueing`` and
+    #: queue name: ``{queue}:pending`` and so on; ``task``, ``lease`` and
+    #: ``gone`` are the prefixes of the per-task state keys
+    #: ``{queue}:task:<id>``, of the lease records ``{queue}:lease:<token>``
+    #: and of the tombstones ``{queue}:gone:<id>``. ``dequeueing`` and
     #: ``undequeued`` are named for code written for Torrelque 0.9; no
     #: version of this package writes them.
     keys: dict[str, str] = {  # noqa: RUF012  # instances rebind it, prefixed
@@ -164,6 +165,7 @@ class Torrelque:
         'tasks': 'tasks',  # hash
         'task': 'task',  # prefix of hashes
         'lease': 'lease',  # prefix of strings
+        'gone': 'gone',  # prefix of strings
         'ready': 'ready',  # list
         'stats': 'stats',  # hash
         'events': 'events',  # pub/sub channel
@@ -466,9 +468,9 @@ class Torrelque:
     ) -> bool | None:
         """Ends an attempt and takes its finished task out of the queue.
 
-        Without a ``result`` the task is removed at once (a small tombstone
-        of its final status stays for a minute, by which a retried call is
-        recognised; the task reads as unknown). With one, its state (final
+        Without a ``result`` the task is removed at once (a tombstone key
+        stays for a minute, by which a retried call is recognised; the task
+        reads as unknown). With one, its state (final
         status, result, times) is kept for ``result_ttl`` seconds, for
         :meth:`get_task_state` and :meth:`watch`.
 
@@ -609,7 +611,7 @@ class Torrelque:
         task_id = str(_codec.task_id(task_id))
         raw = await self._client.hgetall(self._state_key(task_id))
         fields = {_codec.text(name): value for name, value in raw.items()}
-        if not fields or 'removed' in fields:
+        if not fields:
             raise TorrelqueLookupError(f'task {task_id} is unknown')
         result = fields.pop('result', None)
         loads = self._codec.serialiser.loads

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import logging
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from importlib.resources import files
 from typing import Any, NamedTuple
 
@@ -107,7 +107,8 @@ class Scripts:
         self.offset = b'0'
         k = {role: name.encode() for role, name in keys.items()}
         self._enqueue_keys = [
-            k['tasks'], k['pending'], k['delayed'], k['stats'], k['events'], k['wake'], k['ready'], k['task'],
+            k['tasks'], k['pending'], k['delayed'], k['stats'],
+            k['events'], k['wake'], k['ready'], k['task'], k['gone'],
         ]  # fmt: skip
         self._dequeue_keys = [
             k['pending'], k['working'], k['tasks'], k['stats'],
@@ -120,7 +121,7 @@ class Scripts:
             k['working'], k['pending'], k['delayed'], k['stats'],
             k['events'], k['wake'], k['ready'], k['task'], k['lease'],
         ]  # fmt: skip
-        self._release_keys = [k['working'], k['tasks'], k['stats'], k['events'], k['task'], k['lease']]
+        self._release_keys = [k['working'], k['tasks'], k['stats'], k['events'], k['task'], k['lease'], k['gone']]
         self._touch_keys = [k['working'], k['wake'], k['task']]
         self._sweep_keys = [k['pending'], k['working'], k['delayed'], k['stats'], k['events'], k['ready'], k['task']]
         self._quarantine_keys = [k['working'], k['tasks'], k['stats'], k['events'], k['task']]
@@ -128,17 +129,20 @@ class Scripts:
         self._enqueue_batches = PipelineBatches(self._scripts['enqueue'], self._enqueue_keys, BATCH)
         self._release_batches = PipelineBatches(self._scripts['release'], self._release_keys, BATCH)
 
-    async def _call(self, name: str, keys: list[bytes], args: list[Any], pipeline: Any = None) -> Any:
-        """Runs a script; unwraps its reply and notes a refused event. Into
-        a pipeline, it adds the call and returns ``None``."""
+    # A plain function, not a coroutine: every frame between the caller and
+    # redis-py is passed through at each of a call's suspensions.
+    def _run(self, name: str, keys: list[bytes], args: list[Any], pipeline: Any = None) -> Awaitable[Any]:
+        """A script call (into ``pipeline``, whose results get its reply)."""
         if pipeline is not None:
-            await self._scripts[name](keys, [self.offset, _QUIET, *args], client=pipeline)
-            return None
-        value = await self._scripts[name](keys, [self.offset, _REPORT, *args])
-        if isinstance(value, list) and value and value[0] in _REFUSED:
+            return self._scripts[name](keys, [self.offset, _QUIET, *args], client=pipeline)  # type: ignore[no-any-return]
+        return self._scripts[name](keys, [self.offset, _REPORT, *args])  # type: ignore[no-any-return]
+
+    def _value(self, reply: Any) -> Any:
+        """A direct call's reply, unwrapped; notes a refused event."""
+        if isinstance(reply, list) and reply and reply[0] in _REFUSED:
             self._on_events_refused()
-            return value[1]
-        return value
+            return reply[1]
+        return reply
 
     async def enqueue(
         self, timeout: bytes | float, delay_us: int, task_id: bytes, payload: bytes, pipeline: Any = None
@@ -149,38 +153,37 @@ class Scripts:
         if pipeline is not None:
             await self._enqueue_batches.add(pipeline, [self.offset, _QUIET, *common], [task_id, payload])
         else:
-            await self._call('enqueue', self._enqueue_keys, [*common, task_id, payload])
+            self._value(await self._run('enqueue', self._enqueue_keys, [*common, task_id, payload]))
 
     async def dequeue(self, limit: int, lease: bytes, woken: bool) -> tuple[list[Taken], list[str]]:
         """Takes up to ``limit`` tasks under ``lease`` (``woken``: the
         caller took the wake-up marker); also returns the ids that were
         dropped for having no payload."""
         args = [b'%d' % limit, lease, b'1' if woken else b'0']
-        moved, meta, missing = await self._call('dequeue', self._dequeue_keys, args)
-        values = raw(meta).split()
-        taken = [
-            Taken(
-                text(moved[2 * i]),
-                raw(moved[2 * i + 1]),
-                int(values[2 * i]),
-                STANDARD_TIMEOUT if values[2 * i + 1] == b'-' else float(values[2 * i + 1]),
-            )
-            for i in range(len(moved) // 2)
-        ]
-        return taken, [text(task_id) for task_id in missing]
+        reply = self._value(await self._run('dequeue', self._dequeue_keys, args))
+        taken, missing = [], []
+        for i in range(0, len(reply), 2):
+            entry = text(reply[i]).split(' ')
+            if len(entry) == 1:
+                missing.append(entry[0])
+            else:
+                task_id, count, timeout = entry
+                timeout_s = STANDARD_TIMEOUT if timeout == '-' else float(timeout)
+                taken.append(Taken(task_id, raw(reply[i + 1]), int(count), timeout_s))
+        return taken, missing
 
     async def giveback(self, lease: bytes) -> int:
         """Returns the tasks of a dequeue call to pending and voids the call
         (``b''``: only sets the wake-up marker)."""
-        back: int = await self._call('giveback', self._giveback_keys, [lease])
+        back: int = self._value(await self._run('giveback', self._giveback_keys, [lease]))
         return back
 
     async def requeue(
         self, task_id: str, lease: bytes, delay_us: int, timeout: bytes | float, pipeline: Any = None
     ) -> int | None:
         args = [task_id, lease, new_token(), b'%d' % delay_us, timeout]
-        code: int | None = await self._call('requeue', self._requeue_keys, args, pipeline)
-        return code
+        reply = await self._run('requeue', self._requeue_keys, args, pipeline)
+        return None if pipeline is not None else int(self._value(reply))
 
     async def release(
         self, task_id: str, lease: bytes, status: bytes, result: tuple[bytes, int] | None, pipeline: Any = None
@@ -196,25 +199,25 @@ class Scripts:
         else:
             data, ttl_ms = result
             args = [status, new_token(), b'1', task_id, lease, data, b'%d' % ttl_ms]
-        codes = await self._call('release', self._release_keys, args, pipeline)
-        return None if codes is None else int(codes[0])
+        reply = await self._run('release', self._release_keys, args, pipeline)
+        return None if pipeline is not None else int(self._value(reply))
 
     async def touch(self, task_id: str, lease: bytes, timeout: bytes | float, pipeline: Any = None) -> int | None:
-        code: int | None = await self._call('touch', self._touch_keys, [task_id, lease, timeout], pipeline)
-        return code
+        reply = await self._run('touch', self._touch_keys, [task_id, lease, timeout], pipeline)
+        return None if pipeline is not None else int(self._value(reply))
 
     async def sweep(self, batch: int) -> tuple[int, int, bool, int]:
         """One batch: ``(stale, due, more, next_us)``."""
-        stale, due, more, next_us = await self._call('sweep', self._sweep_keys, [b'%d' % batch])
+        stale, due, more, next_us = self._value(await self._run('sweep', self._sweep_keys, [b'%d' % batch]))
         return int(stale), int(due), bool(more), int(next_us)
 
     async def quarantine(self, task_id: str, lease: bytes, result: bytes) -> int:
-        code: int = await self._call('quarantine', self._quarantine_keys, [task_id, lease, result])
+        code: int = self._value(await self._run('quarantine', self._quarantine_keys, [task_id, lease, result]))
         return code
 
     async def snapshot(self, task_ids: Sequence[str]) -> list[int]:
         """Publishes each task's state on its channel; which are known."""
-        found: list[int] = await self._call('watch', self._watch_keys, list(task_ids))
+        found: list[int] = self._value(await self._run('watch', self._watch_keys, list(task_ids)))
         return found
 
 

@@ -49,9 +49,9 @@ local STATUS_REJECTED = 4
 local DEFAULT_TIMEOUT = 300
 
 -- How long a call's effect is remembered so that its retry is recognised:
--- lease records, and the state of a task released without a result (a
--- tombstone with `removed` set, which get_task_state and watch treat as
--- unknown). Matches RETRY_WINDOW in torrelque/_scripts.py.
+-- lease records, and the tombstone "<gone prefix>:<id>" of a task released
+-- without a result (the token of the release call). Matches RETRY_WINDOW in
+-- torrelque/_scripts.py.
 local RETRY_WINDOW_MS = 60000
 
 local REPORT = ARGV[2] == '1'

@@ -27,11 +27,10 @@ ARGV[3] limit: the most tasks to take
 ARGV[4] lease token of this call
 ARGV[5] '1' when the caller was woken by the wake-up marker (it took it:
         this call sets it again for the next consumer when ids are left)
-Returns {{id, payload, ...}, meta, {id, ...}}: the id and payload of each
-task taken; then, in one string (a reply's elements cost the client more
-than its bytes), each task's dequeue count and timeout in seconds ('-' for
-the default), separated by spaces; then the ids that were pending but have
-no payload (dropped).
+Returns a flat list, two elements per task (a reply's elements cost the
+client more than its bytes): "<id> <dequeue count> <timeout>" (the timeout
+in seconds, '-' for the default) and the payload, for each task taken;
+"<id>" and '' for each id that was pending but had no payload (dropped).
 ]]
 local pending_key, working_key, tasks_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local events_channel, wake_channel, ready_key, task_prefix = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -40,31 +39,29 @@ local offset_us, limit, lease, woken = ARGV[1], tonumber(ARGV[3]), ARGV[4], ARGV
 
 local record = redis.call('GET', record_key)
 if record then
-  local out, meta = {}, {}
+  local out = {}
   for _, id in ipairs(cjson.decode(record)) do
     local state_key = task_prefix .. ':' .. id
     local state = redis.call('HMGET', state_key, 'lease', 'dequeues', 'timeout')
     local payload = redis.call('HGET', tasks_key, id)
     if state[1] == lease and payload and redis.call('ZSCORE', working_key, id) then
-      out[#out + 1] = id
+      out[#out + 1] = id .. ' ' .. state[2] .. ' ' .. (state[3] or '-')
       out[#out + 1] = payload
-      meta[#meta + 1] = state[2]
-      meta[#meta + 1] = state[3] or '-'
     end
   end
-  return reply({out, table.concat(meta, ' '), {}})
+  return reply(out)
 end
 
 local ids = redis.call('RPOP', pending_key, limit)
 if not ids then
   redis.call('DEL', ready_key)  -- a marker left by a consumer that took the last ids
-  return reply({{}, '', {}})
+  return reply({})
 end
 
 local now_us = clock_us(offset_us)
 local now = us_text(now_us)
 local payloads = redis.call('HMGET', tasks_key, unpack(ids))
-local found, missing, earliest_us = {}, {}, nil
+local found, out, earliest_us = {}, {}, nil
 for i, id in ipairs(ids) do
   local payload = payloads[i]
   if payload then
@@ -76,18 +73,19 @@ for i, id in ipairs(ids) do
     end
     found[#found + 1] = {id, payload, state_key, deadline_us, (tonumber(state[2]) or 0) + 1, state[1] or '-'}
   else
-    missing[#missing + 1] = id
+    out[#out + 1] = id
+    out[#out + 1] = ''
   end
 end
 if woken then
   mark_ready(pending_key, ready_key)
 end
 if #found == 0 then
-  return reply({{}, '', missing})
+  return reply(out)
 end
 
 wake_if_earliest(working_key, wake_channel, earliest_us, now_us)
-local out, meta, scores, taken, channels = {}, {}, {}, {}, {events_channel}
+local scores, taken, channels = {}, {}, {events_channel}
 for _, task in ipairs(found) do
   local id, payload, state_key, deadline_us, dequeues = task[1], task[2], task[3], task[4], task[5]
   scores[#scores + 1] = us_text(deadline_us)
@@ -95,10 +93,8 @@ for _, task in ipairs(found) do
   redis.call('HSET', state_key, 'status', STATUS_WORKING, 'dequeued', now, 'dequeues', dequeues, 'lease', lease)
   channels[#channels + 1] = state_key
   taken[#taken + 1] = id
-  out[#out + 1] = id
+  out[#out + 1] = id .. ' ' .. dequeues .. ' ' .. task[6]
   out[#out + 1] = payload
-  meta[#meta + 1] = dequeues
-  meta[#meta + 1] = task[6]
 end
 redis.call('ZADD', working_key, unpack(scores))
 redis.call('SET', record_key, cjson.encode(taken), 'PX', RETRY_WINDOW_MS)
@@ -107,4 +103,4 @@ learn_listeners(channels)
 for _, task in ipairs(found) do
   publish(events_channel, task[3], task[1], 'dequeued', now)
 end
-return reply({out, table.concat(meta, ' '), missing})
+return reply(out)

@@ -5,9 +5,9 @@ same timeout and delay (consecutive enqueues into one pipeline share a
 call).
 
 The client draws every id at random (95 bits), so an id that is taken
-(its payload or state exists, a tombstone included) can only be this very
-call run before, its reply lost and the call sent again: it counts as
-enqueued and nothing is written for it.
+(its payload, state or tombstone exists) can only be this very call run
+before, its reply lost and the call sent again: it counts as enqueued and
+nothing is written for it.
 
 KEYS[1] tasks     hash: id -> serialised payload
 KEYS[2] pending   list of ids waiting (pushed left, popped right)
@@ -17,31 +17,35 @@ KEYS[5] events    queue-wide event channel
 KEYS[6] wake      channel that wakes a sleeping scheduled sweep
 KEYS[7] ready     list: the wake-up marker of blocked consumers
 KEYS[8] task      prefix of task state keys: "<prefix>:<id>"
+KEYS[9] gone      prefix of tombstones of tasks removed: "<prefix>:<id>"
 ARGV[1] clock offset (integer microseconds)
 ARGV[2] '1': report refused events (see _lib.lua)
 ARGV[3] task timeout (seconds), or '' for DEFAULT_TIMEOUT
 ARGV[4] delay (integer microseconds; 0 puts the tasks in pending)
 ARGV[5...] two values per task: its id, its serialised payload
-Returns a list of one code per task: OK.
+Returns a list of one code per task (one code, not in a list, when the
+caller reports refused events: a direct call of one task): OK.
 ]]
 local tasks_key, pending_key, delayed_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local events_channel, wake_channel, ready_key, task_prefix = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local offset_us, timeout, delay_us = ARGV[1], ARGV[3], tonumber(ARGV[4])
 
-local ids, state_keys, codes = {}, {}, {}
+local ids, state_keys, taken_keys, codes = {}, {}, {}, {}
 for i = 5, #ARGV, 2 do
   ids[#ids + 1] = ARGV[i]
   state_keys[#state_keys + 1] = task_prefix .. ':' .. ARGV[i]
+  taken_keys[#taken_keys + 1] = state_keys[#state_keys]
+  taken_keys[#taken_keys + 1] = KEYS[9] .. ':' .. ARGV[i]
   codes[#codes + 1] = OK
 end
 
 -- Which ids are taken, checked for the whole batch at once; only when one
 -- is taken is each id looked at.
 local payloads = redis.call('HMGET', tasks_key, unpack(ids))
-local states_taken = redis.call('EXISTS', unpack(state_keys)) > 0
+local states_taken = redis.call('EXISTS', unpack(taken_keys)) > 0
 local added, fields, channels, seen = {}, {}, {events_channel}, {}
 for i, id in ipairs(ids) do
-  if not (payloads[i] or seen[id] or (states_taken and redis.call('EXISTS', state_keys[i]) == 1)) then
+  if not (payloads[i] or seen[id] or (states_taken and redis.call('EXISTS', taken_keys[2 * i - 1], taken_keys[2 * i]) > 0)) then
     seen[id] = true
     added[#added + 1] = i
     fields[#fields + 1] = id
@@ -50,7 +54,7 @@ for i, id in ipairs(ids) do
   end
 end
 if #added == 0 then
-  return reply(codes)
+  return reply(REPORT and codes[1] or codes)
 end
 
 local now_us = clock_us(offset_us)
@@ -87,4 +91,4 @@ learn_listeners(channels)
 for _, i in ipairs(added) do
   publish(events_channel, state_keys[i], ids[i], 'enqueued', now)
 end
-return reply(codes)
+return reply(REPORT and codes[1] or codes)

@@ -2,9 +2,8 @@
 release: ends the attempts named by their leases and takes their finished
 tasks out of the queue. With a result, a task's state is kept (final
 status, result, release time) for `ttl`; without one, the task is removed,
-leaving for RETRY_WINDOW_MS only a tombstone of its state (status, the
-call's token as `lease` and `removed` set over the fields it had) by which
-a retried call is recognised. One call releases one task
+leaving for RETRY_WINDOW_MS only a tombstone key holding the call's token,
+by which a retried call is recognised (and a retried enqueue of the id). One call releases one task
 with a result, or a batch of tasks without one (consecutive releases into
 one pipeline share a call).
 
@@ -14,6 +13,7 @@ KEYS[3] stats     hash of the queue's counters
 KEYS[4] events    queue-wide event channel
 KEYS[5] task      prefix of task state keys: "<prefix>:<id>"
 KEYS[6] lease     prefix of lease records: "<prefix>:<token>"
+KEYS[7] gone      prefix of tombstones: "<prefix>:<id>" -> token of the release call
 ARGV[1] clock offset (integer microseconds)
 ARGV[2] '1': report refused events (see _lib.lua)
 ARGV[3] final status (3 completed, 4 rejected)
@@ -24,11 +24,13 @@ ARGV[5] '1': one task with a result follows: ARGV[6] its id, ARGV[7] its
         milliseconds);
         '0': ARGV[6...] are pairs of id and lease of tasks released
         without a result
-Returns a list of one code per task: OK (also when its call was done
-before); LOST when another attempt owns the task, NOT_WORKING or
+Returns a list of one code per task (one code, not in a list, when the
+caller reports refused events: a direct call of one task): OK (also when
+its call was done before); LOST when another attempt owns the task, NOT_WORKING or
 UNKNOWN when it is not working (nothing is written for it then).
 ]]
 local working_key, tasks_key, stats_key, events_channel, task_prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local lease_prefix, gone_prefix = KEYS[6], KEYS[7]
 local offset_us, status, call, with_result = ARGV[1], ARGV[3], ARGV[4], ARGV[5] == '1'
 local counter = tonumber(status) == STATUS_REJECTED and 'rejected' or 'completed'
 
@@ -48,6 +50,13 @@ local deadlines = redis.call('ZMSCORE', working_key, unpack(ids))
 local codes, released, released_keys, records, seen = {}, {}, {}, {}, {}
 for i, id in ipairs(ids) do
   local state = redis.call('HMGET', state_keys[i], 'status', 'lease')
+  if not state[1] and call ~= '' and not deadlines[i] then
+    -- No state: removed by a release without a result, perhaps this one.
+    local gone = redis.call('GET', gone_prefix .. ':' .. id)
+    if gone then
+      state = {'3', gone}
+    end
+  end
   local where = attempt_of(deadlines[i], state, leases[i], call, released_already)
   if where == 'current' and not seen[id] then
     seen[id] = true
@@ -55,7 +64,7 @@ for i, id in ipairs(ids) do
     released[#released + 1] = id
     released_keys[#released_keys + 1] = state_keys[i]
     if leases[i] ~= '' then
-      records[#records + 1] = KEYS[6] .. ':' .. leases[i]
+      records[#records + 1] = lease_prefix .. ':' .. leases[i]
     end
   elseif where == 'ended' then
     codes[i] = OK
@@ -66,13 +75,20 @@ for i, id in ipairs(ids) do
   end
 end
 if #released == 0 then
-  return reply(codes)
+  return reply(REPORT and codes[1] or codes)
 end
 
 redis.call('ZREM', working_key, unpack(released))
 redis.call('HDEL', tasks_key, unpack(released))
+-- The leases' records go (the dequeue's reply arrived: no retry of it will
+-- come), and without a result the states too, in one command.
+if not with_result then
+  for _, state_key in ipairs(released_keys) do
+    records[#records + 1] = state_key
+  end
+end
 if #records > 0 then
-  redis.call('DEL', unpack(records))  -- the dequeue's reply arrived: no retry of it will come
+  redis.call('DEL', unpack(records))
 end
 redis.call('HINCRBY', stats_key, 'released', #released)
 redis.call('HINCRBY', stats_key, counter, #released)
@@ -83,9 +99,8 @@ if with_result then
   redis.call('PEXPIRE', state_key, ttl_ms)
   publish(events_channel, state_key, id, 'released', now, nil, result)
 else
-  for _, state_key in ipairs(released_keys) do
-    redis.call('HSET', state_key, 'status', status, 'lease', call, 'removed', 1)
-    redis.call('PEXPIRE', state_key, RETRY_WINDOW_MS)
+  for _, id in ipairs(released) do
+    redis.call('SET', gone_prefix .. ':' .. id, call, 'PX', RETRY_WINDOW_MS)
   end
   released_keys[#released_keys + 1] = events_channel
   learn_listeners(released_keys)
@@ -93,4 +108,4 @@ else
     publish(events_channel, released_keys[i], id, 'removed', nil, status)  -- reads the clock only to publish
   end
 end
-return reply(codes)
+return reply(REPORT and codes[1] or codes)

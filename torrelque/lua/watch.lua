@@ -1,8 +1,7 @@
 --[[
 watch: publishes the current state of each given task on its own channel,
 as a "snapshot" event (with the result after a newline when it has one), or
-a "missing" event when the task is unknown (a tombstone of a task removed
-without a result included). A watch subscribes to the task's channel first
+a "missing" event when the task is unknown. A watch subscribes to the task's channel first
 and then calls this, so it reads the state in the same ordered stream as
 the transitions and misses none between the two.
 
@@ -20,9 +19,9 @@ local found = {}
 for i = 3, #ARGV do
   local id = ARGV[i]
   local state_key = task_prefix .. ':' .. id
-  local state = redis.call('HMGET', state_key, 'status', 'removed', 'result')
-  if state[1] and not state[2] then
-    local result = state[3]
+  local state = redis.call('HMGET', state_key, 'status', 'result')
+  if state[1] then
+    local result = state[2]
     local message = event_json(state_key, id, 'snapshot', now, nil, result ~= false)
     if result then
       message = message .. '\n' .. result
