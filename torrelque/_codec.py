@@ -105,6 +105,8 @@ def lease(value: Any) -> bytes:
 
 def final_status(value: Any) -> TorrelqueTaskStatus:
     """A release's status: COMPLETED or REJECTED."""
+    if value is TorrelqueTaskStatus.COMPLETED:
+        return value
     try:
         status = TorrelqueTaskStatus(value)
     except ValueError:

@@ -89,8 +89,8 @@ class _LeaseBook:
         self._prune_at = 64
 
     def add(self, taken: Sequence[Taken], lease: bytes, now: float) -> None:
-        for task in taken:
-            self._entries[task.task_id] = (lease, task.timeout, now + 2 * task.timeout)
+        for task_id, _, _, timeout in taken:
+            self._entries[task_id] = (lease, timeout, now + 2 * timeout)
         if len(self._entries) >= self._prune_at:
             self._entries = {key: entry for key, entry in self._entries.items() if entry[2] > now}
             self._prune_at = max(64, 2 * len(self._entries))
@@ -229,11 +229,11 @@ class Torrelque:
         """The task id and the lease of the attempt a call names: ``lease=``,
         else the id's own, else this instance's, else ``b''`` (whichever
         attempt is current)."""
+        if lease is None and isinstance(task_id, TorrelqueTaskId):
+            return task_id, task_id.lease.encode()
         name = _codec.task_id(task_id)
         if lease is not None:
             return name, _codec.lease(lease)
-        if isinstance(task_id, TorrelqueTaskId):
-            return name, task_id.lease.encode()
         return name, self._leases.get(name) or b''
 
     def _events_refused(self, detail: object = None) -> None:
@@ -358,13 +358,14 @@ class Torrelque:
                 lease_text = lease.decode()
                 decoded = []
                 for task in taken:
+                    task_id, data, dequeue_count, _ = task
                     try:
-                        payload = self._codec.loads(task.payload, task.task_id, 'payload')
+                        payload = self._codec.loads(data, task_id, 'payload')
                     except TorrelqueSerialiserError as exc:
-                        await self._quarantine(task.task_id, lease, exc)
+                        await self._quarantine(task_id, lease, exc)
                         continue
                     decoded.append(task)
-                    pairs.append((TorrelqueTaskId(task.task_id, lease_text, task.dequeue_count), payload))
+                    pairs.append((TorrelqueTaskId(task_id, lease_text, dequeue_count), payload))
                 self._leases.add(decoded, lease, asyncio.get_running_loop().time())
                 if len(taken) + len(missing) < limit:
                     break

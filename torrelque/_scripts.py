@@ -15,7 +15,7 @@ import logging
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from importlib.resources import files
-from typing import Any, NamedTuple
+from typing import Any
 
 from ._codec import new_token, raw, text
 
@@ -82,13 +82,9 @@ def accepted(code: int, operation: str, task_id: str) -> bool:
     return False
 
 
-class Taken(NamedTuple):
-    """A task a dequeue call took."""
-
-    task_id: str
-    payload: bytes
-    dequeue_count: int
-    timeout: float
+#: A task a dequeue call took: its id, payload, dequeue count and timeout
+#: (a plain tuple: one is made per task, on the hot path).
+Taken = tuple[str, bytes, int, float]
 
 
 class Scripts:
@@ -169,7 +165,7 @@ class Scripts:
             else:
                 task_id, count, timeout = entry
                 timeout_s = STANDARD_TIMEOUT if timeout == '-' else float(timeout)
-                taken.append(Taken(task_id, raw(reply[i + 1]), int(count), timeout_s))
+                taken.append((task_id, raw(reply[i + 1]), int(count), timeout_s))
         return taken, missing
 
     async def giveback(self, lease: bytes) -> int:
