@@ -497,7 +497,7 @@ def main() -> int:
     command = ' '.join(['python', 'bench/run.py', *sys.argv[1:]])
     lines, rows = table(raw, theirs)
     report = rst_table(lines)
-    notes = [f'{case.name}: {case.note}' for case in cases if case.note]
+    notes = [f'{case.name}: {case.note}' for case in cases if case.note and against is None]
     busy = {
         name: max(run['other_load_cores'] for runs in results.values() for run in runs) for name, results in raw.items()
     }

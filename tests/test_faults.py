@@ -176,9 +176,16 @@ async def test_a_user_without_channel_rights_loses_no_task(
         with pytest.raises(TorrelqueError, match='refused to subscribe'):
             async for _ in queue.watch(done[0][0], timeout=5):
                 pass
+        with pytest.raises(TorrelqueError, match='refused to subscribe'):
+            await queue.watch_queue().__anext__()
+        # The scheduled sweep cannot hear its wake-ups, and sweeps on its interval.
+        late = await queue.enqueue('late', delay=0.05)
+        queue.schedule_sweep(0.2)
+        assert (await queue.dequeue(timeout=2))[0] == late
+        assert await queue.release(late) is True
     state = await raw(admin, queue)
     assert (state.pending, state.working, state.delayed, state.tasks) == ([], [], [], set())
-    assert (state.stats['enqueued'], state.stats['released']) == (2, 2)
+    assert (state.stats['enqueued'], state.stats['released']) == (3, 3)
     warnings = [record for record in caplog.records if 'refuses this client the channels' in record.message]
     assert len(warnings) == 1
     assert not seen.done()  # nothing reached the listener: every event was refused

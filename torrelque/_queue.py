@@ -347,6 +347,7 @@ class Torrelque:
         this follows a wait that took the wake-up marker."""
         pairs: list[TaskPair] = []
         leases: list[bytes] = []
+        delivered: list[tuple[list[Taken], bytes]] = []
         try:
             while len(pairs) < max_tasks:
                 limit = min(max_tasks - len(pairs), BATCH)
@@ -366,13 +367,16 @@ class Torrelque:
                         continue
                     decoded.append(task)
                     pairs.append((TorrelqueTaskId(task_id, lease_text, dequeue_count), payload))
-                self._leases.add(decoded, lease, asyncio.get_running_loop().time())
+                delivered.append((decoded, lease))
                 if len(taken) + len(missing) < limit:
                     break
         except BaseException:
             for lease in leases:
                 self._give_back(lease)
             raise
+        now = asyncio.get_running_loop().time()
+        for decoded, lease in delivered:
+            self._leases.add(decoded, lease, now)
         return pairs
 
     def _give_back(self, lease: bytes) -> None:

@@ -227,8 +227,10 @@ class PipelineBatches:
     A call joins the previous one while that is still the last command of
     the pipeline (nothing was added after it, and the pipeline was not
     executed or reset since) and has the same common values. It does so by
-    replacing that command in the pipeline's ``command_stack``, which every
-    redis-py Pipeline keeps as a list of ``(args, options)``; a pipeline
+    extending that command's arguments in the pipeline's ``command_stack``,
+    which every redis-py Pipeline keeps as a list of ``(args, options)``
+    (the arguments become a list, which redis-py packs as it packs a
+    tuple, so that a batch grows in place); a pipeline
     that keeps it otherwise, or that executes commands at once (after
     ``WATCH``), gets one script call per item. The caller's results then
     hold one entry per script call, whatever the script returns for its
@@ -241,9 +243,7 @@ class PipelineBatches:
         self._limit = limit
         # Per pipeline: the args of the last command this added, its common
         # values and how many items it holds.
-        self._open: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], tuple[Any, ...], int]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._open: weakref.WeakKeyDictionary[Any, tuple[list[Any], tuple[Any, ...], int]] = weakref.WeakKeyDictionary()
 
     async def add(self, pipeline: Any, common: Sequence[Any], item: Sequence[Any], fresh: bytes | None = None) -> None:
         common = tuple(common)
@@ -253,14 +253,15 @@ class PipelineBatches:
             args, last_common, count = last
             entry = stack[-1]
             if entry[0] is args and last_common == common and count < self._limit:
-                joined = (*args, *item)
-                stack[-1] = (joined, entry[1])
-                self._open[pipeline] = (joined, common, count + 1)
+                args.extend(item)
+                self._open[pipeline] = (args, common, count + 1)
                 return
         opening = () if fresh is None else (new_token(), fresh)
         await self._script(self._keys, [*common, *opening, *item], client=pipeline)
         stack = getattr(pipeline, 'command_stack', None)
         if isinstance(stack, list) and stack and stack[-1][0][1:2] == (self._script.sha,):
-            self._open[pipeline] = (stack[-1][0], common, 1)
+            args, options = stack[-1]
+            stack[-1] = (growing := list(args), options)
+            self._open[pipeline] = (growing, common, 1)
         else:
             self._open.pop(pipeline, None)

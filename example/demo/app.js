@@ -15,7 +15,7 @@ const STORE_KEY = `torrelque-demo:${settings.queue}`;
 const COUNTERS = [
   ['enqueued', 'enqueued'], ['dequeued', 'dequeued'], ['requeued', 'requeued'], ['delayed', 'delayed'],
   ['completed', 'completed'], ['rejected', 'rejected'], ['released', 'released'], ['swept_stale', 'swept stale'],
-  ['swept_delayed', 'swept delayed'], ['swept_undequeued', 'swept undequeued'],
+  ['swept_delayed', 'swept delayed'], ['returned', 'given back'],
 ];
 
 // How the queue's transitions read in the log.
@@ -27,7 +27,7 @@ const EVENTS = {
   removed: 'released',
   stale: 'stale, back',
   due: 'due again',
-  recovered: 'recovered',
+  returned: 'given back',
   quarantined: 'quarantined',
 };
 
