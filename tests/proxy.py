@@ -18,6 +18,7 @@ class Proxy:
         self._server: asyncio.Server | None = None
         self._links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._drops = 0
+        self._cut_on: bytes | None = None
         self._held = asyncio.Event()
         self._held.set()
         #: Replies dropped so far (each with its connection).
@@ -45,6 +46,11 @@ class Proxy:
         away and their connections cut: the server has run the command,
         the client never hears of it."""
         self._drops += count
+
+    def cut_on(self, command: bytes | None) -> None:
+        """Cuts each connection whose client sends ``command`` (e.g.
+        ``b'SUBSCRIBE'``), before the server sees it; ``None`` stops."""
+        self._cut_on = command
 
     @contextlib.asynccontextmanager
     async def holding(self) -> AsyncIterator[None]:
@@ -89,6 +95,8 @@ class Proxy:
     ) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await reader.read(65536):
+                if not replies and self._cut_on is not None and self._cut_on in data.upper():
+                    break
                 if replies:
                     await self._held.wait()
                     if self._drops:

@@ -375,3 +375,33 @@ async def test_watches_survive_a_server_restart(
     await queue.release(task_id, result='after the restart')
     assert [(s.status, s.result) for s in await watching][-1] == (S.COMPLETED, 'after the restart')
     await queue.aclose()
+
+
+async def test_queues_of_one_name_in_two_databases_do_not_hear_each_other(
+    redis_url: str, make_client: Callable[..., redis.asyncio.Redis], queue_name: str
+) -> None:
+    """Pub/sub spans a server's databases; the queue's channels do not."""
+    zero = Torrelque(make_client(redis_url), queue=queue_name)
+    one = Torrelque(make_client(redis_url.rsplit('/', 1)[0] + '/1'), queue=queue_name)
+    assert (zero.keys['events'], one.keys['events']) == (f'{{{queue_name}}}:events', f'{{{queue_name}}}:events@1')
+    heard: list[str] = []
+
+    async def tail(queue: Torrelque) -> None:
+        async for event in queue.watch_queue():
+            heard.append(f'{queue is one}:{event.event}')
+
+    tails = [asyncio.create_task(tail(zero)), asyncio.create_task(tail(one))]
+    await asyncio.sleep(0.2)
+    task_id = await one.enqueue('in db 1')
+    got, _ = await one.dequeue(timeout=1)
+    watching = asyncio.create_task(collect(one, task_id, timeout=5))
+    await asyncio.sleep(0.2)
+    assert await one.release(got, result='done') is True
+    assert [s.status for s in await watching] == [S.WORKING, S.COMPLETED]
+    await asyncio.sleep(0.1)
+    assert heard == ['True:enqueued', 'True:dequeued', 'True:released']
+    for task in tails:
+        task.cancel()
+    await asyncio.gather(*tails, return_exceptions=True)
+    await zero.aclose()
+    await one.aclose()

@@ -6,6 +6,7 @@ arguments, return values, statuses and exceptions.
 
 from ._errors import (
     TorrelqueError,
+    TorrelqueLagError,
     TorrelqueLookupError,
     TorrelqueSerialiserError,
     TorrelqueTimeoutError,
@@ -28,6 +29,7 @@ __all__ = (
     'Torrelque',
     'TorrelqueError',
     'TorrelqueEvent',
+    'TorrelqueLagError',
     'TorrelqueLookupError',
     'TorrelqueQueueStats',
     'TorrelqueSerialiserError',

@@ -25,7 +25,7 @@ import click
 import redis.asyncio
 import redis.exceptions
 
-from ._errors import TorrelqueError, TorrelqueLookupError
+from ._errors import TorrelqueError, TorrelqueLagError, TorrelqueLookupError
 from ._queue import Torrelque
 from ._types import TorrelqueTaskSerialiser, TorrelqueTaskState, json_serialiser
 from ._version import __version__
@@ -331,15 +331,24 @@ def tail(ctx: click.Context, queue: str, url: str | None, as_json: bool) -> None
     """Print every transition of QUEUE as it happens.
 
     Runs until Ctrl-C. Each line: the server time of the transition (UTC),
-    the task id, the event, and the task's status after it."""
+    the task id, the event, and the task's status after it. When the output
+    is read more slowly than transitions come, the ones it could not hold
+    are dropped, a line on stderr says how many, and it goes on."""
 
     async def follow(q: Torrelque) -> None:
-        async for event in q.watch_queue():
-            status = None if event.status is None else event.status.name
-            if as_json:
-                _emit_json({'time': event.time, 'task_id': event.task_id, 'event': event.event, 'status': status})
-            else:
-                click.echo(f'{_time(event.time)}  {event.task_id}  {event.event:<11}  {status or "-"}')
+        while True:
+            try:
+                async for event in q.watch_queue():
+                    status = None if event.status is None else event.status.name
+                    if as_json:
+                        _emit_json(
+                            {'time': event.time, 'task_id': event.task_id, 'event': event.event, 'status': status}
+                        )
+                    else:
+                        click.echo(f'{_time(event.time)}  {event.task_id}  {event.event:<11}  {status or "-"}')
+                return
+            except TorrelqueLagError as exc:
+                click.echo(f'torrelque: {exc.missed} transition(s) missed: the output was read too slowly', err=True)
 
     _run(ctx, queue, url, follow, interrupted=0)
 

@@ -7,6 +7,7 @@ All derive from one base, so ``except TorrelqueError`` catches them all::
      +-- TorrelqueLookupError
      +-- TorrelqueValueError        (also a ValueError)
      +-- TorrelqueSerialiserError
+     +-- TorrelqueLagError
 """
 
 from __future__ import annotations
@@ -41,3 +42,15 @@ class TorrelqueSerialiserError(TorrelqueError):
         super().__init__(message)
         #: Id of the task whose data could not be decoded, if any.
         self.task_id = task_id
+
+
+class TorrelqueLagError(TorrelqueError):
+    """A :meth:`~torrelque.Torrelque.watch_queue` iteration fell behind: its
+    reader took transitions more slowly than they came, so it held as many
+    as it may and dropped the rest. Raised after the held ones; the
+    iteration has ended, and a new one starts from the present."""
+
+    def __init__(self, missed: int) -> None:
+        super().__init__(f'the queue watch fell behind and dropped {missed} transition(s); watch again')
+        #: How many transitions were dropped.
+        self.missed = missed

@@ -27,6 +27,7 @@ import redis.exceptions
 
 from ._errors import (
     TorrelqueError,
+    TorrelqueLagError,
     TorrelqueLookupError,
     TorrelqueSerialiserError,
     TorrelqueTimeoutError,
@@ -42,6 +43,10 @@ _RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 # Seconds of quiet before the connection is checked with a PING, and for the answer.
 _PING_INTERVAL = 30.0
 _PONG_TIMEOUT = 10.0
+# Seconds the connection stays open after the last listener has gone.
+_IDLE_LINGER = 1.0
+# Errors of the event connection that trying again cannot mend.
+_PERMANENT = (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError)
 
 
 class Listener(Protocol):
@@ -83,19 +88,26 @@ class PubSubHub:
     """One pub/sub connection shared by all listeners of a queue.
 
     A reader task connects, subscribes every channel that has listeners and
-    reads; after a lost connection it does the same again, and listeners
-    learn that they may have missed messages. A writer task sends the
-    subscription changes that listeners ask for meanwhile, in order.
+    reads; after a lost connection it does the same again, waiting longer
+    after each failure until a read succeeds, and listeners learn that they
+    may have missed messages. A writer task sends the subscription changes
+    that listeners ask for meanwhile, in order. An error that trying again
+    cannot mend (a wrong password, no permission) ends every listener with
+    it. When the last listener has gone (left, or been collected), the hub
+    disconnects and stops its tasks after a moment; the next listener
+    starts them again, so an instance nobody closes holds nothing idle.
     """
 
     def __init__(
         self, client: redis.asyncio.Redis, snapshot: SnapshotFn, on_refused: Callable[[Exception], None]
     ) -> None:
-        self._connection = _connection(client)
+        self._client = client
+        self._connection: redis.asyncio.connection.AbstractConnection | None = None
         self._snapshot_fn = snapshot
         self._on_refused = on_refused
-        # Weak, so that a watch nobody holds any more is finalised, and leaves.
-        self._listeners: dict[bytes, weakref.WeakSet[Listener]] = {}
+        # Listeners by channel, held weakly: one that nobody holds any more
+        # is collected, and its reference's callback makes it leave.
+        self._listeners: dict[bytes, dict[int, weakref.ref[Listener]]] = {}
         # Futures of sent SUBSCRIBEs, in order, per channel: the server
         # confirms each with one "subscribe" message.
         self._acks: dict[bytes, deque[asyncio.Future[None]]] = {}
@@ -111,7 +123,38 @@ class PubSubHub:
         self._snapshots: list[tuple[str, asyncio.Future[bool]]] = []
         self._snapshot_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._idle: asyncio.TimerHandle | None = None
         self._closed = False
+
+    # -- listeners ---------------------------------------------------------
+
+    def listeners(self, channel: bytes) -> list[Listener]:
+        """The live listeners of a channel."""
+        found = (ref() for ref in self._listeners.get(channel, {}).values())
+        return [listener for listener in found if listener is not None]
+
+    def _add(self, channel: bytes, listener: Listener) -> bool:
+        """Adds a listener; whether it is the channel's first."""
+        members = self._listeners.setdefault(channel, {})
+        first = not members
+        members[id(listener)] = weakref.ref(listener, functools.partial(self._collected, channel, id(listener)))
+        return first
+
+    def _collected(self, channel: bytes, key: int, ref: weakref.ref[Listener]) -> None:
+        # Called by the garbage collector, wherever it runs: never raise.
+        with contextlib.suppress(Exception):
+            if self._listeners.get(channel, {}).get(key) is ref:
+                self._remove(channel, key)
+
+    def _remove(self, channel: bytes, key: int) -> None:
+        members = self._listeners.get(channel)
+        if members is None or members.pop(key, None) is None:
+            return
+        if not members:
+            del self._listeners[channel]
+            if not self._closed:
+                self._request(False, channel)
+                self._idle_soon()
 
     # -- subscriptions -----------------------------------------------------
 
@@ -119,40 +162,67 @@ class PubSubHub:
         """Adds a listener to a channel and returns once the server has
         confirmed the subscription: every message published from then on
         reaches the listener. A caller that fails or is cancelled here
-        must still :meth:`leave`."""
+        must still :meth:`leave`.
+
+        :raises TorrelqueError: the queue is closed, or the server refused
+            the subscription (as it may refuse any later one).
+        """
         if self._closed:
             raise TorrelqueError('the queue is closed')
-        if not self._tasks:
-            loop = asyncio.get_running_loop()
-            self._tasks = [loop.create_task(self._read()), loop.create_task(self._write())]
-        listeners = self._listeners.setdefault(channel, weakref.WeakSet())
+        self._start()
         confirmed: asyncio.Future[None] | None
-        if listeners:
-            pending = self._acks.get(channel)
-            confirmed = pending[-1] if pending else None
-        else:
+        if self._add(channel, listener):
             confirmed = asyncio.get_running_loop().create_future()
             self._acks.setdefault(channel, deque()).append(confirmed)
             self._request(True, channel)
-        listeners.add(listener)
+        else:
+            pending = self._acks.get(channel)
+            confirmed = pending[-1] if pending else None
         if confirmed is not None:
             await asyncio.shield(confirmed)
 
     def leave(self, channel: bytes, listener: Listener) -> None:
         """Removes a listener; the last one to leave unsubscribes. Safe to
-        call from anywhere, a finaliser included, and more than once."""
-        listeners = self._listeners.get(channel)
-        if listeners is None or listener not in listeners:
-            return
-        listeners.discard(listener)
-        if not listeners:
-            del self._listeners[channel]
-            if not self._closed:
-                self._request(False, channel)
+        call from anywhere, and more than once."""
+        self._remove(channel, id(listener))
 
     def _request(self, subscribe: bool, channel: bytes) -> None:
         self._ops.append((subscribe, channel))
         self._ops_ready.set()
+
+    def _start(self) -> None:
+        """Starts the reader and the writer, on a new connection, unless they run."""
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self._tasks:
+            return
+        loop = asyncio.get_running_loop()
+        self._connection = _connection(self._client)
+        self._sent.clear()
+        self._connected.clear()
+        self._tasks = [loop.create_task(self._read(self._connection)), loop.create_task(self._write())]
+
+    def _idle_soon(self) -> None:
+        """Stops the hub after a moment if nobody listens then."""
+        if self._listeners or self._closed or self._idle is not None or not self._tasks:
+            return
+        with contextlib.suppress(RuntimeError):  # no running loop (a collection after it closed)
+            self._idle = asyncio.get_running_loop().call_later(_IDLE_LINGER, self._stop_if_idle)
+
+    def _stop_if_idle(self) -> None:
+        self._idle = None
+        if self._listeners or self._acks or self._snapshots or self._closed:
+            return
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        connection, self._connection = self._connection, None
+        self._ops.clear()
+        self._sent.clear()
+        self._connected.clear()
+        if connection is not None:
+            asyncio.get_running_loop().create_task(connection.disconnect(nowait=True))
 
     async def _write(self) -> None:
         """Sends subscription changes in order, runs of the same kind as one
@@ -182,13 +252,14 @@ class PubSubHub:
 
     async def _send(self, command: str, channels: Sequence[bytes]) -> None:
         """Sends ``command`` for ``channels``, in commands of a bounded size."""
+        assert self._connection is not None
         for start in range(0, len(channels), _BATCH):
             batch = channels[start : start + _BATCH]
             self._sent.append((command.lower().encode(), deque(batch)))
             await self._connection.send_command(command, *batch)
 
     async def _ping(self, loop: asyncio.AbstractEventLoop) -> None:
-        if not self._connected.is_set():
+        if not self._connected.is_set() or self._connection is None:
             return
         self._pong = loop.create_future()
         try:
@@ -205,36 +276,73 @@ class PubSubHub:
     async def _drop_connection(self) -> None:
         self._connected.clear()
         self._sent.clear()
-        await self._connection.disconnect(nowait=True)
+        if self._connection is not None:
+            await self._connection.disconnect(nowait=True)
 
     # -- reading -----------------------------------------------------------
 
-    async def _read(self) -> None:
+    async def _read(self, connection: redis.asyncio.connection.AbstractConnection) -> None:
         failures = 0
         while True:
             try:
-                await self._connection.connect()  # type: ignore[no-untyped-call]
+                await connection.connect()  # type: ignore[no-untyped-call]
                 await self._subscribe_all()
                 self._connected.set()
+                response = await self._next_response(connection)
+                # The connection works: from here on, a loss is a first one.
                 if failures:
                     logger.info('Event connection restored')
                 failures = 0
                 while True:
                     try:
-                        response = await self._connection.read_response()
-                    except redis.exceptions.ResponseError as exc:
-                        self._refuse(exc)
-                        continue
-                    try:
                         self._dispatch(response)
                     except Exception:  # a listener's fault must not stop every other
                         logger.exception('Event listener failed on %r', response)
+                    response = await self._next_response(connection)
+            except _PERMANENT as exc:
+                await self._drop_connection()
+                self._end_everyone(exc)
+                return
             except (redis.exceptions.RedisError, OSError) as exc:
                 await self._drop_connection()
                 delay = _RECONNECT_DELAYS[min(failures, len(_RECONNECT_DELAYS) - 1)]
                 failures += 1
                 logger.warning('Event connection lost (%s); reconnecting in %.2f s', exc, delay)
                 await asyncio.sleep(delay)
+
+    async def _next_response(self, connection: redis.asyncio.connection.AbstractConnection) -> Any:
+        """The next message, an error reply answered on the way."""
+        while True:
+            try:
+                return await connection.read_response()
+            except redis.exceptions.NoPermissionError as exc:
+                self._refuse(exc)
+            except redis.exceptions.ResponseError as exc:
+                self._refuse(exc)
+
+    def _end_everyone(self, exc: Exception) -> None:
+        """An error that trying again cannot mend: every waiter and every
+        listener gets it, and the hub stops (the next join tries again)."""
+        logger.error('Event connection refused (%s): watches end with this error', exc)
+        self._on_refused(exc)
+        error = TorrelqueError(f'the Redis server refused the event connection: {exc}')
+        error.__cause__ = exc
+        channels = set(self._acks) | set(self._listeners)
+        for channel in channels:
+            for future in self._acks.pop(channel, ()):
+                if not future.done():
+                    future.set_exception(error)
+                    future.exception()
+            listeners = self.listeners(channel)
+            self._listeners.pop(channel, None)
+            for listener in listeners:
+                listener.on_refused(error)
+        self._ops.clear()
+        self._tasks = [task for task in self._tasks if task is not asyncio.current_task()]
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+        self._connection = None
 
     async def _subscribe_all(self) -> None:
         """Subscribes every channel that has listeners, on a new connection.
@@ -281,8 +389,11 @@ class PubSubHub:
                 if not future.done():
                     future.set_exception(error)
                     future.exception()  # its waiters may have gone; they are told below anyway
-            for listener in tuple(self._listeners.pop(channel, ())):
+            listeners = self.listeners(channel)
+            self._listeners.pop(channel, None)
+            for listener in listeners:
                 listener.on_refused(error)
+        self._idle_soon()
 
     def _dispatch(self, response: Any) -> None:
         if not isinstance(response, list):
@@ -296,7 +407,7 @@ class PubSubHub:
         if kind in (b'subscribe', b'unsubscribe', b'pong'):
             self._confirm(kind, channel)
         if kind == b'message':
-            for listener in tuple(self._listeners.get(channel, ())):
+            for listener in self.listeners(channel):
                 listener.on_message(response[2])
         elif kind == b'subscribe':
             pending = self._acks.get(channel)
@@ -308,7 +419,7 @@ class PubSubHub:
                     del self._acks[channel]
             elif channel in self._listeners:
                 # Subscribed again after a reconnect: messages may be lost.
-                for listener in tuple(self._listeners[channel]):
+                for listener in self.listeners(channel):
                     listener.on_resubscribed()
             else:
                 self._request(False, channel)  # nobody listens any more
@@ -337,6 +448,7 @@ class PubSubHub:
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
+                            future.exception()  # retrieved: its waiter may have gone
                     continue
                 for (_, future), known in zip(batch, found, strict=True):
                     if not future.done():
@@ -351,7 +463,11 @@ class PubSubHub:
         if self._closed:
             return
         self._closed = True
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         tasks = [*self._tasks, *([self._snapshot_task] if self._snapshot_task else [])]
+        self._tasks = []
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -362,12 +478,14 @@ class PubSubHub:
             if not future.done():
                 future.set_exception(closed)
                 future.exception()  # retrieved: nobody may be waiting any more
-        for listeners in list(self._listeners.values()):
-            for listener in tuple(listeners):
+        for channel in list(self._listeners):
+            for listener in self.listeners(channel):
                 listener.on_closed()
         self._listeners.clear()
         self._acks.clear()
-        await self._connection.disconnect(nowait=True)
+        if self._connection is not None:
+            await self._connection.disconnect(nowait=True)
+            self._connection = None
 
 
 def _copy_outcome(source: asyncio.Future[None], target: asyncio.Future[None]) -> None:
@@ -420,27 +538,31 @@ def make_state(
 
 
 class _Inbox:
-    """Messages of one listener, awaited by one consumer."""
+    """Messages of one listener, awaited by one consumer; up to ``limit``
+    of them are held, and those beyond are counted as ``missed``."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         self.messages: deque[bytes] = deque()
         self.closed = False
         #: Why no more messages come, when the hub did not just close.
         self.error: TorrelqueError | None = None
+        self.missed = 0
+        self._limit = limit
         self._waiter: asyncio.Future[None] | None = None
 
     def put(self, data: bytes) -> None:
+        # Once one is missed, the rest are too: held messages stay a run
+        # without a gap, and the gap comes after them.
+        if self.missed or (self._limit is not None and len(self.messages) >= self._limit):
+            self.missed += 1
+            return
         self.messages.append(data)
         self._wake()
 
     def close(self, error: TorrelqueError | None = None) -> None:
         self.closed = True
-        self.error = error
+        self.error = self.error or error
         self._wake()
-
-    def end(self) -> TorrelqueError:
-        """The error to raise at the end of the messages."""
-        return self.error or TorrelqueError('the queue was closed while watching')
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -460,27 +582,34 @@ class _Inbox:
 
 class _Subscription:
     """A listener of one channel with an inbox: what both watches share.
-    Leaving early (``aclose()``, or the iterator dropped) unsubscribes."""
+    Leaving early (``aclose()``, even from another task, or the iterator
+    dropped and collected) unsubscribes and ends the iteration."""
 
-    def __init__(self, hub: PubSubHub, channel: bytes) -> None:
+    def __init__(self, hub: PubSubHub, channel: bytes, limit: int | None = None) -> None:
         self._hub = hub
         self._channel = channel
-        self._inbox = _Inbox()
+        self._inbox = _Inbox(limit)
         self._started = False
         self._finished = False
 
     async def aclose(self) -> None:
-        """Stops watching (unsubscribes)."""
+        """Stops watching (unsubscribes); an iteration waiting meanwhile ends."""
         self._finish()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # a finaliser must not raise
-            self._finish()
+        self._inbox.close()
 
     def _finish(self) -> None:
         if not self._finished:
             self._finished = True
             self._hub.leave(self._channel, self)
+
+    def _end_of_messages(self) -> BaseException:
+        """What an iteration that has no message left raises: the hub's
+        error, its end when the iteration was closed, or the queue's."""
+        if self._inbox.error is not None:
+            return self._inbox.error
+        if self._finished:
+            return StopAsyncIteration()
+        return TorrelqueError('the queue was closed while watching')
 
     # Listener
     def on_message(self, data: bytes) -> None:
@@ -504,8 +633,10 @@ class TaskWatch(_Subscription):
     published on that same channel, so that the state and later transitions
     arrive in one ordered stream. It yields the current state, then the
     state after each change of status, and stops after a final status, or
-    when the task is released without a result. Leaving the loop early
-    (``break``, cancellation, garbage collection) unsubscribes.
+    when the task is released without a result. After a lost connection it
+    reads the state again, as often as it takes, so that it still ends with
+    the final state (or its timeout). Leaving the loop early (``break``,
+    cancellation, ``aclose()``, garbage collection) unsubscribes.
     """
 
     def __init__(
@@ -522,12 +653,13 @@ class TaskWatch(_Subscription):
         self._loads = loads
         self._deadline: float | None = None
         self._last_status: TorrelqueTaskStatus | None = None
+        self._resync_task: asyncio.Task[None] | None = None
 
     def __aiter__(self) -> TaskWatch:
         return self
 
     async def __anext__(self) -> TorrelqueTaskState:
-        if self._finished:
+        if self._finished and not self._inbox.messages:
             raise StopAsyncIteration
         try:
             if not self._started:
@@ -543,8 +675,8 @@ class TaskWatch(_Subscription):
                         return state
                     if self._finished:
                         raise StopAsyncIteration
-                if self._inbox.closed:
-                    raise self._inbox.end()
+                if self._finished or self._inbox.closed:
+                    raise self._end_of_messages()
                 await self._bounded(self._inbox.wait(self._remaining()))
         except BaseException:
             self._finish()
@@ -589,34 +721,50 @@ class TaskWatch(_Subscription):
 
     def on_resubscribed(self) -> None:
         # Transitions may have been missed: the current state says where it is.
-        asyncio.get_running_loop().create_task(self._resync())
+        if self._resync_task is None or self._resync_task.done():
+            self._resync_task = asyncio.get_running_loop().create_task(self._resync())
 
     async def _resync(self) -> None:
-        try:
-            await self._hub.snapshot(self._task_id)
-        except Exception as exc:
-            logger.warning('Cannot re-read task %s after reconnecting: %s', self._task_id, exc)
+        """Reads the state again until it works or the watch has ended."""
+        delay = _RECONNECT_DELAYS[0]
+        while not self._finished:
+            try:
+                await self._hub.snapshot(self._task_id)
+                return
+            except Exception as exc:
+                logger.warning('Cannot re-read task %s after reconnecting (%s); trying again', self._task_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, _RECONNECT_DELAYS[-1])
 
 
 class QueueWatch(_Subscription):
     """The async iterator that :meth:`~torrelque.Torrelque.watch_queue`
     returns: every transition of every task of the queue, from the moment
     it has subscribed (on the first ``__anext__``), until it is closed.
-    Transitions while the connection is lost and restored are missed."""
+    Transitions while the connection is lost and restored are missed. It
+    holds at most ``limit`` transitions that nobody has read; once it has
+    had to drop some, it raises :class:`~torrelque.TorrelqueLagError` after
+    the ones it held, and ends."""
+
+    def __init__(self, hub: PubSubHub, channel: bytes, limit: int) -> None:
+        super().__init__(hub, channel, limit)
 
     def __aiter__(self) -> QueueWatch:
         return self
 
     async def __anext__(self) -> TorrelqueEvent:
-        if self._finished:
-            raise StopAsyncIteration
         try:
             if not self._started:
                 self._started = True
                 await self._hub.join(self._channel, self)
-            await self._inbox.wait(None)
+            if not self._inbox.messages and not self._inbox.missed and not self._finished:
+                await self._inbox.wait(None)
             if not self._inbox.messages:
-                raise self._inbox.end()
+                if self._inbox.missed:
+                    missed, self._inbox.missed = self._inbox.missed, 0
+                    self._inbox.closed = True
+                    raise TorrelqueLagError(missed)
+                raise self._end_of_messages()
             fields, _ = _parse(self._inbox.messages.popleft())
         except BaseException:
             self._finish()

@@ -189,6 +189,13 @@ class Torrelque:
         self._client = client
         self.name = queue
         self.keys = {role: f'{{{queue}}}:{suffix}' for role, suffix in type(self).keys.items()}
+        # Pub/sub spans all the databases of a server: beyond database 0,
+        # the queue's channels end in '@<db>', so queues of one name in two
+        # databases do not hear each other.
+        db = int(client.connection_pool.connection_kwargs.get('db') or 0)
+        self._channel_suffix = f'@{db}' if db else ''
+        for role in ('events', 'wake'):
+            self.keys[role] += self._channel_suffix
         self._scripts = Scripts(client, self.keys, self._events_refused)
         # A blocking wait ends well within the client's wait for a reply
         # (the server times blocked clients out up to 100 ms late) and loops.
@@ -647,14 +654,23 @@ class Torrelque:
         task_id = str(_codec.task_id(task_id))
         if timeout is not None:
             timeout = _codec.seconds('timeout', timeout, positive=True)
-        channel = self._state_key(task_id).encode()
+        channel = (self._state_key(task_id) + self._channel_suffix).encode()
         return TaskWatch(self._events(), channel, task_id, timeout, self._codec.serialiser.loads)
 
-    def watch_queue(self) -> QueueWatch:
+    def watch_queue(self, *, backlog: int = 10_000) -> QueueWatch:
         """Every transition of every task of the queue, as
         :class:`~torrelque.TorrelqueEvent` items, from the first step of the
-        iteration until it is closed (for dashboards and tailing)."""
-        return QueueWatch(self._events(), self.keys['events'].encode())
+        iteration until it is closed (for dashboards and tailing).
+
+        :param backlog: the most transitions held for a reader that is
+            slower than they come; beyond them the watch drops the rest and,
+            after the held ones, raises :class:`~torrelque.TorrelqueLagError`.
+        :raises TorrelqueValueError: a backlog below 1.
+        :raises TorrelqueError: the server refuses this client the queue's
+            events channel (an ACL user without channel permissions).
+        """
+        limit = _codec.count('backlog', backlog)
+        return QueueWatch(self._events(), self.keys['events'].encode(), limit)
 
     # -- closing -------------------------------------------------------------------------
 

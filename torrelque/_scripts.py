@@ -121,7 +121,7 @@ class Scripts:
         self._touch_keys = [k['working'], k['wake'], k['task']]
         self._sweep_keys = [k['pending'], k['working'], k['delayed'], k['stats'], k['events'], k['ready'], k['task']]
         self._quarantine_keys = [k['working'], k['tasks'], k['stats'], k['events'], k['task']]
-        self._watch_keys = [k['task']]
+        self._watch_keys = [k['task'], k['events']]
         self._enqueue_batches = PipelineBatches(self._scripts['enqueue'], self._enqueue_keys, BATCH)
         self._release_batches = PipelineBatches(self._scripts['release'], self._release_keys, BATCH)
 

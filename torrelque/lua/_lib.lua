@@ -33,7 +33,9 @@ it ends the attempt: the same call sent again is recognised as done, while
 another call of the same attempt is refused.
 
 Events: each transition is published as one JSON object on the task's own
-channel (named like its state key) and on the queue's events channel. The
+channel (named like its state key, with the suffix of the events channel:
+'@<db>' beyond database 0, for pub/sub spans the server's databases) and on
+the queue's events channel. The
 state fields of the task are copied into it verbatim; they hold numbers that
 these scripts wrote. A released task's result follows the JSON on the task
 channel after a newline, as the serialiser's raw bytes.
@@ -123,6 +125,19 @@ end
 local any_pattern = nil
 local subscribed = {}
 
+-- The suffix that scopes channels to the client's database: what the
+-- events channel (from KEYS) ends with. Each script that publishes calls
+-- use_channels() with it.
+local channel_suffix = ''
+
+local function use_channels(events_channel)
+  channel_suffix = string.match(events_channel, '@%d+$') or ''
+end
+
+local function task_channel(state_key)
+  return state_key .. channel_suffix
+end
+
 -- Looks up, in one PUBSUB NUMSUB, which of `channels` have subscribers.
 local function learn_listeners(channels)
   if any_pattern == nil then
@@ -144,15 +159,17 @@ local function listened(channel)
   return any_pattern or subscribed[channel]
 end
 
--- Publishes a transition of task `id` on its own channel (`state_key`) and
--- on `events_channel`, to whichever has listeners. Scripts that move many
--- tasks call learn_listeners() first with all their channels. A nil
--- `time_text` reads the clock (offset by ARGV[1]) only if a message is sent.
+-- Publishes a transition of task `id` (whose state is `state_key`) on its
+-- own channel and on `events_channel`, to whichever has listeners. Scripts
+-- that move many tasks call learn_listeners() first with all their
+-- channels. A nil `time_text` reads the clock (offset by ARGV[1]) only if a
+-- message is sent.
 local function publish(events_channel, state_key, id, event, time_text, status, result)
-  if subscribed[events_channel] == nil and subscribed[state_key] == nil then
-    learn_listeners({events_channel, state_key})
+  local channel = task_channel(state_key)
+  if subscribed[events_channel] == nil and subscribed[channel] == nil then
+    learn_listeners({events_channel, channel})
   end
-  local task_listened = listened(state_key)
+  local task_listened = listened(channel)
   local events_listened = listened(events_channel)
   if not (task_listened or events_listened) then
     return
@@ -160,9 +177,9 @@ local function publish(events_channel, state_key, id, event, time_text, status, 
   local message = event_json(state_key, id, event, time_text or us_text(clock_us(ARGV[1])), status, result ~= nil)
   if task_listened then
     if result ~= nil then
-      send(state_key, message .. '\n' .. result)
+      send(channel, message .. '\n' .. result)
     else
-      send(state_key, message)
+      send(channel, message)
     end
   end
   if events_listened then

@@ -36,6 +36,7 @@ local pending_key, working_key, tasks_key, stats_key = KEYS[1], KEYS[2], KEYS[3]
 local events_channel, wake_channel, ready_key, task_prefix = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local record_key = KEYS[9] .. ':' .. ARGV[4]
 local offset_us, limit, lease, woken = ARGV[1], tonumber(ARGV[3]), ARGV[4], ARGV[5] == '1'
+use_channels(events_channel)
 
 local record = redis.call('GET', record_key)
 if record then
@@ -91,7 +92,7 @@ for _, task in ipairs(found) do
   scores[#scores + 1] = us_text(deadline_us)
   scores[#scores + 1] = id
   redis.call('HSET', state_key, 'status', STATUS_WORKING, 'dequeued', now, 'dequeues', dequeues, 'lease', lease)
-  channels[#channels + 1] = state_key
+  channels[#channels + 1] = task_channel(state_key)
   taken[#taken + 1] = id
   out[#out + 1] = id .. ' ' .. dequeues .. ' ' .. task[6]
   out[#out + 1] = payload

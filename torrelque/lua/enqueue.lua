@@ -29,6 +29,7 @@ caller reports refused events: a direct call of one task): OK.
 local tasks_key, pending_key, delayed_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local events_channel, wake_channel, ready_key, task_prefix = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local offset_us, timeout, delay_us = ARGV[1], ARGV[3], tonumber(ARGV[4])
+use_channels(events_channel)
 
 local ids, state_keys, taken_keys, codes = {}, {}, {}, {}
 for i = 5, #ARGV, 2 do
@@ -50,7 +51,7 @@ for i, id in ipairs(ids) do
     added[#added + 1] = i
     fields[#fields + 1] = id
     fields[#fields + 1] = ARGV[4 + 2 * i]
-    channels[#channels + 1] = state_keys[i]
+    channels[#channels + 1] = task_channel(state_keys[i])
   end
 end
 if #added == 0 then

@@ -21,6 +21,7 @@ Returns how many tasks went back.
 ]]
 local pending_key, working_key, stats_key, events_channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ready_key, task_prefix, lease = KEYS[5], KEYS[6], ARGV[3]
+use_channels(events_channel)
 
 local back = {}
 if lease ~= '' then

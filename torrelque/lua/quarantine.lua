@@ -20,6 +20,7 @@ NOT_WORKING or UNKNOWN when its attempt does not own the working task.
 ]]
 local working_key, tasks_key, stats_key, events_channel, task_prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local offset_us, id, lease, result = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
+use_channels(events_channel)
 
 local state_key = task_prefix .. ':' .. id
 local where = attempt_of(

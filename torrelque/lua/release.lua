@@ -33,6 +33,7 @@ local working_key, tasks_key, stats_key, events_channel, task_prefix = KEYS[1], 
 local lease_prefix, gone_prefix = KEYS[6], KEYS[7]
 local offset_us, status, call, with_result = ARGV[1], ARGV[3], ARGV[4], ARGV[5] == '1'
 local counter = tonumber(status) == STATUS_REJECTED and 'rejected' or 'completed'
+use_channels(events_channel)
 
 local ids, leases, state_keys = {}, {}, {}
 for i = 6, with_result and 6 or #ARGV, 2 do
@@ -102,8 +103,11 @@ else
   for _, id in ipairs(released) do
     redis.call('SET', gone_prefix .. ':' .. id, call, 'PX', RETRY_WINDOW_MS)
   end
-  released_keys[#released_keys + 1] = events_channel
-  learn_listeners(released_keys)
+  local channels = {events_channel}
+  for _, state_key in ipairs(released_keys) do
+    channels[#channels + 1] = task_channel(state_key)
+  end
+  learn_listeners(channels)
   for i, id in ipairs(released) do
     publish(events_channel, released_keys[i], id, 'removed', nil, status)  -- reads the clock only to publish
   end

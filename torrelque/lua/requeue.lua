@@ -26,6 +26,7 @@ local working_key, pending_key, delayed_key, stats_key = KEYS[1], KEYS[2], KEYS[
 local events_channel, wake_channel, ready_key, task_prefix = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local offset_us, id, lease, call = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
 local delay_us, timeout = tonumber(ARGV[6]), ARGV[7]
+use_channels(events_channel)
 
 local state_key = task_prefix .. ':' .. id
 local where = attempt_of(

@@ -26,6 +26,7 @@ still waiting (-1 when there is none).
 local pending_key, working_key, delayed_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local events_channel, ready_key, task_prefix = KEYS[5], KEYS[6], KEYS[7]
 local offset_us, batch = ARGV[1], tonumber(ARGV[3])
+use_channels(events_channel)
 
 local now_us = clock_us(offset_us)
 local now = us_text(now_us)

@@ -6,6 +6,7 @@ and then calls this, so it reads the state in the same ordered stream as
 the transitions and misses none between the two.
 
 KEYS[1] task      prefix of task state keys: "<prefix>:<id>"
+KEYS[2] events    queue-wide event channel (whose suffix the task channels share)
 ARGV[1] clock offset (integer microseconds)
 ARGV[2] '1': report refused events (see _lib.lua)
 ARGV[3...] task ids
@@ -13,6 +14,7 @@ Returns one entry per id: 1 when the task is known, 0 when it is not.
 ]]
 local task_prefix = KEYS[1]
 local offset_us = ARGV[1]
+use_channels(KEYS[2])
 
 local now = us_text(clock_us(offset_us))
 local found = {}
@@ -26,10 +28,10 @@ for i = 3, #ARGV do
     if result then
       message = message .. '\n' .. result
     end
-    send(state_key, message)
+    send(task_channel(state_key), message)
     found[#found + 1] = 1
   else
-    send(state_key, event_json(state_key, id, 'missing', now, false))
+    send(task_channel(state_key), event_json(state_key, id, 'missing', now, false))
     found[#found + 1] = 0
   end
 end
