@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio
 import trustme
 
-from torrelque import COUNTERS, Torrelque, TorrelqueTaskSerialiser, TorrelqueTaskStatus
+from torrelque import COUNTERS, Torrelque, TorrelqueOutOfMemoryError, TorrelqueTaskSerialiser, TorrelqueTaskStatus
 from torrelque.server import RedisServer, free_port
 
 # The console script that `pip install` puts beside the interpreter.
@@ -410,3 +410,19 @@ async def test_tail_json(url: str, make_client: Callable[..., redis.asyncio.Redi
     assert (await finish(process)).status == 0
     assert event == {'time': event['time'], 'task_id': task_id, 'event': 'enqueued', 'status': 'DELAYED'}
     assert isinstance(event['time'], float)
+
+
+async def test_stats_of_a_full_server(
+    make_server: Callable[..., RedisServer], make_client: Callable[..., redis.asyncio.Redis]
+) -> None:
+    """An operator reads a queue whose server is out of memory."""
+    server = make_server(config={'maxmemory': '3mb', 'maxmemory-policy': 'noeviction'})
+    queue = Torrelque(make_client(server.url), queue='full')
+    enqueued = 0
+    with pytest.raises(TorrelqueOutOfMemoryError):
+        while True:
+            await queue.enqueue('x' * 500)
+            enqueued += 1
+    result = await run('--url', server.url, 'stats', 'full', '--json')
+    assert result.status == 0, result.err
+    assert json.loads(result.out)['counts']['pending'] == enqueued

@@ -162,3 +162,40 @@ async def test_aclose_stops_the_sweep(client: redis.asyncio.Redis, queue_name: s
         queue.schedule_sweep()
         task = queue._sweeper._task
     assert task is not None and task.done()
+
+
+async def test_a_wake_up_during_a_sweep_is_not_lost(queue: Torrelque) -> None:
+    """A delayed task comes in after the sweep has read the queue but before
+    it has returned: the wake-up it announces still sets the next sweep
+    (not the 30 s interval)."""
+    sweep = queue._sweeper._sweep
+
+    async def slow_to_return() -> tuple[tuple[int, int, int], float | None]:
+        result = await sweep()
+        await asyncio.sleep(0.5)
+        return result
+
+    queue._sweeper._sweep = slow_to_return
+    queue.schedule_sweep(30)
+    await asyncio.sleep(0.2)  # the first sweep has read the (empty) queue
+    task_id = await queue.enqueue('due soon', delay=0.4)
+    got, _ = await queue.dequeue(timeout=3)
+    assert got == task_id
+
+
+async def test_the_sweep_starts_before_its_wake_ups_are_subscribed(queue: Torrelque) -> None:
+    """Its first sweep does not wait for the wake channel's subscription."""
+    await queue.enqueue('abandoned', task_timeout=10)
+    await queue.dequeue(timeout=1)
+    queue.clock_offset = 11
+    hub = queue._events()
+    join = hub.join
+
+    async def never_confirmed(channel: bytes, listener: object) -> None:
+        await asyncio.Event().wait()
+
+    hub.join = never_confirmed  # type: ignore[method-assign]
+    queue.schedule_sweep(30)
+    again, _ = await queue.dequeue(timeout=2)
+    assert again.dequeue_count == 2
+    hub.join = join  # type: ignore[method-assign]

@@ -8,9 +8,12 @@ All derive from one base, so ``except TorrelqueError`` catches them all::
      +-- TorrelqueValueError        (also a ValueError)
      +-- TorrelqueSerialiserError
      +-- TorrelqueLagError
+     +-- TorrelqueOutOfMemoryError  (also redis-py's OutOfMemoryError)
 """
 
 from __future__ import annotations
+
+import redis.exceptions
 
 
 class TorrelqueError(Exception):
@@ -54,3 +57,12 @@ class TorrelqueLagError(TorrelqueError):
         super().__init__(f'the queue watch fell behind and dropped {missed} transition(s); watch again')
         #: How many transitions were dropped.
         self.missed = missed
+
+
+class TorrelqueOutOfMemoryError(TorrelqueError, redis.exceptions.OutOfMemoryError):
+    """The Redis server is out of memory (``maxmemory`` reached under a
+    policy that evicts nothing, such as ``noeviction``) and refused a call
+    that would grow it, such as an enqueue; nothing was written. Calls that
+    free or keep memory (dequeue, release, requeue, touch, sweep, reads)
+    go on, so consumers drain a full queue. It is also redis-py's
+    ``OutOfMemoryError``, which code written before it catches."""

@@ -596,14 +596,9 @@ class Torrelque:
     # -- reading state -----------------------------------------------------------------
 
     async def get_queue_stats(self) -> TorrelqueQueueStats:
-        """How many tasks the queue holds now, in one atomic read."""
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.hlen(self.keys['tasks'])
-            pipe.llen(self.keys['pending'])
-            pipe.zcard(self.keys['working'])
-            pipe.zcard(self.keys['delayed'])
-            tasks, pending, working, delayed = await pipe.execute()
-        return TorrelqueQueueStats(tasks, pending, working, delayed)
+        """How many tasks the queue holds now, in one atomic read (which a
+        server that is out of memory still answers)."""
+        return TorrelqueQueueStats(*await self._scripts.stats())
 
     async def get_queue_counters(self) -> dict[str, int]:
         """The queue's monotonic counters from ``{queue}:stats`` (see

@@ -17,12 +17,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from importlib.resources import files
 from typing import Any
 
+import redis.exceptions
+
 from ._codec import new_token, raw, text
+from ._errors import TorrelqueOutOfMemoryError
 
 logger = logging.getLogger('torrelque')
 
 #: The scripts, each named after the operation it performs.
-SCRIPT_NAMES = ('enqueue', 'dequeue', 'giveback', 'requeue', 'release', 'touch', 'sweep', 'watch', 'quarantine')
+SCRIPT_NAMES = (
+    'enqueue', 'dequeue', 'giveback', 'requeue', 'release', 'touch', 'sweep', 'watch', 'quarantine', 'stats',
+)  # fmt: skip
 
 #: The task timeout (seconds) of a task whose state stores none: states
 #: leave it out when it has this value (DEFAULT_TIMEOUT in lua/_lib.lua).
@@ -122,6 +127,7 @@ class Scripts:
         self._sweep_keys = [k['pending'], k['working'], k['delayed'], k['stats'], k['events'], k['ready'], k['task']]
         self._quarantine_keys = [k['working'], k['tasks'], k['stats'], k['events'], k['task']]
         self._watch_keys = [k['task'], k['events']]
+        self._stats_keys = [k['tasks'], k['pending'], k['working'], k['delayed']]
         self._enqueue_batches = PipelineBatches(self._scripts['enqueue'], self._enqueue_keys, BATCH)
         self._release_batches = PipelineBatches(self._scripts['release'], self._release_keys, BATCH)
 
@@ -148,8 +154,14 @@ class Scripts:
         common = [timeout, b'%d' % delay_us]
         if pipeline is not None:
             await self._enqueue_batches.add(pipeline, [self.offset, _QUIET, *common], [task_id, payload])
-        else:
+            return
+        try:
             self._value(await self._run('enqueue', self._enqueue_keys, [*common, task_id, payload]))
+        except redis.exceptions.OutOfMemoryError as exc:
+            raise TorrelqueOutOfMemoryError(
+                'the Redis server is out of memory (maxmemory reached, and no key it may evict): '
+                'the task was not enqueued'
+            ) from exc
 
     async def dequeue(self, limit: int, lease: bytes, woken: bool) -> tuple[list[Taken], list[str]]:
         """Takes up to ``limit`` tasks under ``lease`` (``woken``: the
@@ -210,6 +222,11 @@ class Scripts:
     async def quarantine(self, task_id: str, lease: bytes, result: bytes) -> int:
         code: int = self._value(await self._run('quarantine', self._quarantine_keys, [task_id, lease, result]))
         return code
+
+    async def stats(self) -> tuple[int, int, int, int]:
+        """``(tasks, pending, working, delayed)``, in one read."""
+        tasks, pending, working, delayed = await self._run('stats', self._stats_keys, [])
+        return int(tasks), int(pending), int(working), int(delayed)
 
     async def snapshot(self, task_ids: Sequence[str]) -> list[int]:
         """Publishes each task's state on its channel; which are known."""

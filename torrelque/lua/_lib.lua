@@ -18,6 +18,12 @@ write, and nothing after that write can fail on its input (the client bounds
 every number), so a script is done entirely or not at all. Publishing uses
 pcall: a user without channel permissions still moves tasks.
 
+Full memory (maxmemory with noeviction): Redis refuses a script's first
+write when it would grow memory, and lets the rest of a script that has
+written go on. So a transition that frees or keeps memory starts with a
+write that does not grow it (ZREM, RPOP): consumers drain a full queue,
+and only enqueues are refused, whole.
+
 Fields at their default are not stored: counts at 0, and `timeout` when it
 is DEFAULT_TIMEOUT (which keeps a pending task's state small).
 
@@ -226,7 +232,9 @@ end
 -- left (mark_ready). Every push to `pending` sets it (arm_ready).
 local function arm_ready(ready_key)
   if redis.call('LLEN', ready_key) == 0 then
-    redis.call('LPUSH', ready_key, '1')
+    -- pcall: when this is a script's first write on a full server, the
+    -- marker is not set (consumers find the ids when their wait ends).
+    redis.pcall('LPUSH', ready_key, '1')
   end
 end
 

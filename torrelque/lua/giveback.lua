@@ -25,8 +25,7 @@ use_channels(events_channel)
 
 local back = {}
 if lease ~= '' then
-  local record_key = KEYS[7] .. ':' .. lease
-  local record = redis.call('GET', record_key)
+  local record = redis.call('GET', KEYS[7] .. ':' .. lease)
   for _, id in ipairs(record and cjson.decode(record) or {}) do
     local state_key = task_prefix .. ':' .. id
     local owner = redis.call('HGET', state_key, 'lease')
@@ -34,7 +33,6 @@ if lease ~= '' then
       back[#back + 1] = {id, state_key, tonumber(redis.call('HGET', state_key, 'dequeues'))}
     end
   end
-  redis.call('SET', record_key, '[]', 'PX', RETRY_WINDOW_MS)
 end
 
 if #back > 0 then
@@ -57,6 +55,11 @@ if #back > 0 then
   for _, task in ipairs(back) do
     publish(events_channel, task[2], task[1], 'returned', now)
   end
+end
+if lease ~= '' then
+  -- After the returns (whose first write, a ZREM, a full server allows);
+  -- with nothing returned on a full server, the call is not voided.
+  redis.pcall('SET', KEYS[7] .. ':' .. lease, '[]', 'PX', RETRY_WINDOW_MS)
 end
 if redis.call('LLEN', pending_key) > 0 then
   arm_ready(ready_key)

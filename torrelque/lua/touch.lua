@@ -27,5 +27,8 @@ end
 local now_us = clock_us(offset_us)
 local deadline_us = now_us + math.floor((tonumber(timeout) or tonumber(state[3]) or DEFAULT_TIMEOUT) * 1000000)
 wake_if_earliest(working_key, wake_channel, deadline_us, now_us)
-redis.call('ZADD', working_key, 'XX', us_text(deadline_us), id)
+-- Removed and added again, not updated: a first write that does not grow
+-- memory, so that a full server still lets a lease be extended.
+redis.call('ZREM', working_key, id)
+redis.call('ZADD', working_key, us_text(deadline_us), id)
 return reply(OK)
