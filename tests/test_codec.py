@@ -98,11 +98,13 @@ def test_a_forked_process_draws_other_tokens() -> None:
 
 def test_the_codec_reports_what_it_cannot_encode_or_decode() -> None:
     codec = _codec.Codec(TorrelqueTaskSerialiser(lambda obj: obj, bytes), text_replies=True)
-    assert codec.dumps('text is encoded', 'task') == b'text is encoded'
+    assert codec.dumps('text is encoded', 'task', 100) == b'text is encoded'
     with pytest.raises(TorrelqueSerialiserError, match='not int'):
-        codec.dumps(5, 'task')
+        codec.dumps(5, 'task', 100)
     with pytest.raises(TorrelqueSerialiserError, match='not UTF-8'):
-        codec.dumps(b'\xff', 'result')
+        codec.dumps(b'\xff', 'result', 100)
+    with pytest.raises(TorrelqueValueError, match='serialises to 101 bytes, more than the 100'):
+        codec.dumps('x' * 101, 'task', 100)
     with pytest.raises(TorrelqueSerialiserError, match='task t1') as caught:
         codec.loads('not bytes', 't1', 'payload')  # type: ignore[arg-type]
     assert caught.value.task_id == 't1'

@@ -18,6 +18,7 @@ from torrelque import (
     TorrelqueValueError,
 )
 from torrelque._codec import MAX_SECONDS
+from torrelque.server import RedisServer
 
 
 async def test_enqueue_writes_the_documented_keys(client: redis.asyncio.Redis, queue: Torrelque) -> None:
@@ -178,3 +179,38 @@ async def test_serialiser_that_returns_a_wrong_type_is_refused(
     with pytest.raises(TorrelqueSerialiserError, match='must return bytes'):
         await queue.enqueue('x')
     assert await client.keys(f'{{{queue.name}}}*') == []
+
+
+@pytest.mark.parametrize(
+    'payload',
+    [math.nan, {'a': [1.0, math.inf]}, [-math.inf], {'deep': ({'x': math.nan},)}, [2**70, math.nan]],
+    ids=['nan', 'inf in a list', 'minus inf', 'nested', 'with an integer orjson refuses'],
+)
+async def test_the_default_serialiser_refuses_non_finite_floats(
+    client: redis.asyncio.Redis, queue: Torrelque, payload: object
+) -> None:
+    """JSON has no NaN nor infinity; writing them as null would change the task."""
+    with pytest.raises(TorrelqueSerialiserError, match=r'(?i)nan|inf|json'):
+        await queue.enqueue(payload)
+    assert await client.keys(f'{{{queue.name}}}*') == []
+    assert await queue.enqueue({'fine': None, 'also': [None, 1.5]})
+
+
+async def test_a_payload_larger_than_the_server_takes_is_refused_before_it_is_sent(
+    make_server: Callable[..., RedisServer], make_client: Callable[..., redis.asyncio.Redis]
+) -> None:
+    """A server configured for values of at most 1 MB drops the connection of
+    a larger one; with max_value_bytes set to match, the queue says so first."""
+    server = make_server(config={'proto-max-bulk-len': '1mb'})
+    queue = Torrelque(make_client(server.url), queue='big')
+    queue.max_value_bytes = 1024 * 1024
+    with pytest.raises(TorrelqueValueError, match=r'serialises to 2,000,002 bytes, more than the 1,048,576'):
+        await queue.enqueue('x' * 2_000_000)
+    assert (await queue.get_queue_stats()).tasks == 0
+    task_id = await queue.enqueue('small')
+    got, _ = await queue.dequeue(timeout=1)
+    with pytest.raises(TorrelqueValueError, match='result serialises'):
+        await queue.release(got, result='y' * 2_000_000)
+    assert await queue.release(got, result='small') is True
+    assert Torrelque.max_value_bytes == 512 * 1024 * 1024  # the server's default
+    assert got == task_id

@@ -139,7 +139,8 @@ class Codec:
         self.serialiser = serialiser
         self._text_replies = text_replies
 
-    def dumps(self, obj: Any, what: str) -> bytes:
+    def dumps(self, obj: Any, what: str, max_bytes: int) -> bytes:
+        """``obj`` serialised, of at most ``max_bytes``."""
         try:
             data = self.serialiser.dumps(obj)
         except Exception as exc:
@@ -151,6 +152,11 @@ class Codec:
                 f'the serialiser must return bytes for the {what}, not {type(data).__name__}'
             )
         data = bytes(data)
+        if len(data) > max_bytes:
+            raise TorrelqueValueError(
+                f'the {what} serialises to {len(data):,} bytes, more than the {max_bytes:,} a Redis server '
+                'takes in one value (its proto-max-bulk-len; see Torrelque.max_value_bytes)'
+            )
         if self._text_replies:
             try:
                 data.decode()

@@ -148,6 +148,11 @@ class Torrelque:
     #: The most tasks one sweep script call moves (1 to 5,000), so that no
     #: call holds the server for long, whatever the backlog.
     sweep_batch_size: int = 250
+    #: The most bytes a serialised task or result may take: a Redis server
+    #: takes values up to its ``proto-max-bulk-len`` (512 MB by default) and
+    #: drops the connection on a larger one. Set it lower for a server
+    #: configured lower; a larger value raises before anything is sent.
+    max_value_bytes: int = 512 * 1024 * 1024
 
     #: Key names, by role. An instance holds them prefixed with the hash-tagged
     #: queue name: ``{queue}:pending`` and so on; ``task``, ``lease`` and
@@ -291,7 +296,7 @@ class Torrelque:
         if task_timeout is not None:
             timeout = _codec.seconds('task_timeout', task_timeout, positive=True)
         delay_us = 0 if delay is None else _codec.micros(_codec.seconds('delay', delay, positive=False))
-        payload = self._codec.dumps(task, 'task')
+        payload = self._codec.dumps(task, 'task', self.max_value_bytes)
         task_id = _codec.new_task_id()
         await self._scripts.enqueue(_timeout_arg(timeout), delay_us, task_id, payload, self._target(pipeline))
         return task_id.decode()
@@ -429,7 +434,7 @@ class Torrelque:
         )  # fmt: skip
         error = {'error': 'undecodable payload', 'detail': str(exc.__cause__ or exc)}
         try:
-            result = self._codec.dumps(error, 'error')
+            result = self._codec.dumps(error, 'error', self.max_value_bytes)
         except TorrelqueSerialiserError:
             result = b''
         try:
@@ -509,7 +514,9 @@ class Torrelque:
         name, attempt = self._attempt(task_id, lease)
         final = _codec.final_status(status)
         ttl = self.result_ttl if result_ttl is None else _codec.seconds('result_ttl', result_ttl, positive=True)
-        kept = None if result is None else (self._codec.dumps(result, 'result'), max(1, _codec.micros(ttl) // 1000))
+        kept = None
+        if result is not None:
+            kept = (self._codec.dumps(result, 'result', self.max_value_bytes), max(1, _codec.micros(ttl) // 1000))
         code = await self._scripts.release(name, attempt, _STATUS_ARGS[final], kept, self._target(pipeline))
         self._leases.drop(name, attempt)
         return None if code is None else accepted(code, 'Release', name)

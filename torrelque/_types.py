@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -118,11 +120,34 @@ class TorrelqueTaskSerialiser(NamedTuple):
 
 def _json_dumps(obj: Any) -> bytes:
     try:
-        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+        data = orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:
         # orjson refuses some things the standard json accepts (integers
-        # beyond 64 bits); those still encode, only more slowly.
-        return json.dumps(obj).encode()
+        # beyond 64 bits); those still encode, only more slowly, and the
+        # standard json refuses NaN and infinities itself.
+        return json.dumps(obj, allow_nan=False).encode()
+    # orjson writes NaN and infinities as null, which would change the
+    # value: where a null is written, make sure it was a None.
+    if b'null' in data:
+        _refuse_non_finite(obj)
+    return data
+
+
+def _refuse_non_finite(obj: Any) -> None:
+    """Raises ValueError for a NaN or infinite float anywhere in ``obj``."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValueError(f'{item!r} is not JSON (orjson would write it as null)')
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+            stack.extend(key for key in item if isinstance(key, float))
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            stack.extend(vars(item).values() if hasattr(item, '__dict__') else dataclasses.astuple(item))
 
 
 def _json_loads(data: bytes) -> Any:
