@@ -543,7 +543,65 @@ async def sweep(bench: Bench) -> dict[str, Any]:
     }
 
 
+async def backlog(bench: Bench) -> dict[str, Any]:
+    """Script calls on a large backlog: ``--size`` tasks enqueued in
+    pipelines of 250 (the most the library joins into one call), then
+    100,000 of them (at most) taken 250 at a time and released in pipelines
+    of 250. For each phase, from the slow log (every command of 1 ms or
+    more, on the benchmark's own server): the slowest command, and how many
+    took 10 ms or more."""
+    count = bench.size(1_000_000)
+    consume = min(count, 100_000)
+    private = await bench.admin.exists(MARKER)
+    config = await bench.admin.config_get('slowlog-*')
+    if private:
+        await bench.admin.config_set('slowlog-max-len', 100_000)
+        await bench.admin.config_set('slowlog-log-slower-than', LOG_FLOOR_US)
+
+    async def logged() -> list[int]:
+        durations = [entry['duration'] for entry in await bench.admin.slowlog_get(100_000)]
+        await bench.admin.slowlog_reset()
+        return durations
+
+    await bench.admin.slowlog_reset()
+    start = time.perf_counter()
+    for first in range(0, count, 250):
+        async with bench.client.pipeline(transaction=True) as pipe:
+            for n in range(first, min(first + 250, count)):
+                await bench.queue.enqueue({'n': n}, pipeline=pipe)
+            await pipe.execute()
+    enqueue_s = time.perf_counter() - start
+    enqueued = await logged()
+    start = time.perf_counter()
+    done = 0
+    while done < consume:
+        pairs = await bench.queue.dequeue(timeout=5, max_tasks=min(250, consume - done))
+        async with bench.client.pipeline(transaction=True) as pipe:
+            for task_id, _ in pairs:
+                await bench.queue.release(task_id, pipeline=pipe)
+            await pipe.execute()
+        done += len(pairs)
+    consume_s = time.perf_counter() - start
+    consumed = await logged()
+    if private:
+        await bench.admin.config_set('slowlog-log-slower-than', config['slowlog-log-slower-than'])
+        await bench.admin.config_set('slowlog-max-len', config['slowlog-max-len'])
+    return {
+        'tasks': count,
+        'consumed': consume,
+        'enqueue_per_s': count / enqueue_s,
+        'consume_per_s': consume / consume_s,
+        'enqueue_slowest_ms': max(enqueued, default=0) / 1000,
+        'enqueue_over_10ms': sum(1 for duration in enqueued if duration >= 10_000),
+        'enqueue_over_1ms': len(enqueued),
+        'consume_slowest_ms': max(consumed, default=0) / 1000,
+        'consume_over_10ms': sum(1 for duration in consumed if duration >= 10_000),
+        'consume_over_1ms': len(consumed),
+    }
+
+
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[dict[str, Any]]]] = {
+    'backlog': backlog,
     'bulk': bulk,
     'single': single,
     'watch': watch_latency,

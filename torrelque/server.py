@@ -14,9 +14,12 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 
+import redis
+import redis.exceptions
 from mirakuru import TCPExecutor
 
 INSTALL_HINT = (
@@ -91,8 +94,19 @@ class RedisServer:
         return f'redis://{self.host}:{self.port}/0'
 
     def start(self) -> RedisServer:
-        """Starts the server and returns once it accepts connections."""
+        """Starts the server and returns once it answers commands (after
+        loading its data, when it has any)."""
         self._executor.start()
+        client = redis.Redis(host=self.host, port=self.port, socket_timeout=5)
+        try:
+            for _ in range(400):
+                try:
+                    client.ping()
+                    break
+                except redis.exceptions.BusyLoadingError:
+                    time.sleep(0.05)
+        finally:
+            client.close()
         return self
 
     def stop(self) -> None:
