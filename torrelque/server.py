@@ -105,6 +105,8 @@ class RedisServer:
                     break
                 except redis.exceptions.BusyLoadingError:
                     time.sleep(0.05)
+                except (redis.exceptions.AuthenticationError, redis.exceptions.ResponseError):
+                    break  # it answers (that it wants a password): it has loaded
         finally:
             client.close()
         return self
