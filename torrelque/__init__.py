@@ -15,6 +15,7 @@ from ._errors import (
 )
 from ._queue import COUNTERS, Torrelque
 from ._types import (
+    TorrelqueDeadTask,
     TorrelqueEvent,
     TorrelqueQueueStats,
     TorrelqueTaskId,
@@ -24,10 +25,15 @@ from ._types import (
     json_serialiser,
 )
 from ._version import __version__
+from ._worker import Reject, Retry, TaskContext, Worker
 
 __all__ = (
     'COUNTERS',
+    'Reject',
+    'Retry',
+    'TaskContext',
     'Torrelque',
+    'TorrelqueDeadTask',
     'TorrelqueError',
     'TorrelqueEvent',
     'TorrelqueLagError',
@@ -41,6 +47,7 @@ __all__ = (
     'TorrelqueTaskStatus',
     'TorrelqueTimeoutError',
     'TorrelqueValueError',
+    'Worker',
     '__version__',
     'json_serialiser',
 )

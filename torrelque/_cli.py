@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import importlib
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ import redis.exceptions
 
 from ._errors import TorrelqueError, TorrelqueLagError, TorrelqueLookupError
 from ._queue import Torrelque
-from ._types import TorrelqueTaskSerialiser, TorrelqueTaskState, json_serialiser
+from ._types import TorrelqueDeadTask, TorrelqueTaskSerialiser, TorrelqueTaskState, json_serialiser
 from ._version import __version__
 
 DEFAULT_URL = 'redis://localhost:6379/0'
@@ -127,7 +128,7 @@ def _masked(url: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _open(url: str, name: str) -> AsyncIterator[Torrelque]:
+async def _open(url: str, name: str, serialiser: TorrelqueTaskSerialiser = _READER) -> AsyncIterator[Torrelque]:
     """A queue on a client of ``url``, once the server has answered."""
     try:
         client = redis.asyncio.Redis.from_url(url)
@@ -143,7 +144,7 @@ async def _open(url: str, name: str) -> AsyncIterator[Torrelque]:
         except (redis.exceptions.RedisError, OSError) as exc:
             raise Failure(f'cannot reach Redis at {_masked(url)}: {exc}') from None
         try:
-            queue = Torrelque(client, queue=name, serialiser=_READER)
+            queue = Torrelque(client, queue=name, serialiser=serialiser)
         except TorrelqueError as exc:
             raise Failure(str(exc)) from None
         async with queue:
@@ -159,13 +160,14 @@ def _run(
     action: Callable[[Torrelque], Awaitable[None]],
     *,
     interrupted: int = 130,
+    serialiser: TorrelqueTaskSerialiser = _READER,
 ) -> None:
     """Runs ``action`` on the named queue; turns what can go wrong into one
     line, and Ctrl-C into the exit status ``interrupted``."""
     url = url or ctx.obj or DEFAULT_URL
 
     async def main() -> None:
-        async with _open(url, name) as queue:
+        async with _open(url, name, serialiser) as queue:
             try:
                 await action(queue)
             except BrokenPipeError:
@@ -370,6 +372,193 @@ def sweep(ctx: click.Context, queue: str, url: str | None, as_json: bool) -> Non
             _emit_json(counts)
         else:
             _emit_table(list(counts.items()))
+
+    _run(ctx, queue, url, run)
+
+
+def _handler(target: str) -> Callable[..., Any]:
+    """The function named ``module:function`` (the current directory is
+    searched first, as for ``python -m``)."""
+    module_name, _, attribute = target.partition(':')
+    if not module_name or not attribute:
+        raise click.BadParameter(f'name the handler as module:function, not {target!r}', param_hint='HANDLER')
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in attribute.split('.'):
+            found = getattr(found, part)
+    except Exception as exc:
+        raise Failure(f'cannot load the handler {target}: {type(exc).__name__}: {exc}') from None
+    if not callable(found):
+        raise Failure(f'the handler {target} is not callable')
+    return found  # type: ignore[no-any-return]
+
+
+@cli.command()
+@click.argument('handler')
+@click.option('--queue', 'queue_name', default='trq', show_default=True, help='The queue to take tasks from.')
+@click.option('--concurrency', '-c', default=1, show_default=True, type=click.IntRange(min=1), help='Tasks at once.')
+@click.option(
+    '--max-attempts',
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help='Attempts of a task whose enqueue set none, before the dead-letter set.',
+)
+@click.option('--time-limit', type=click.FloatRange(min=0, min_open=True), help='Most seconds a handler may run.')
+@click.option(
+    '--grace',
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help='Seconds running tasks get to finish at a stop.',
+)
+@click.option('--burst', is_flag=True, help='Stop once nothing is ready and nothing runs.')
+@click.option('--no-sweep', is_flag=True, help='Do not run the scheduled sweep (another process does).')
+@click.option('--url', metavar='URL', default=None, help=f'Redis URL (overrides ${URL_ENVVAR}).')
+@click.pass_context
+def worker(
+    ctx: click.Context,
+    handler: str,
+    queue_name: str,
+    concurrency: int,
+    max_attempts: int,
+    time_limit: float | None,
+    grace: float,
+    burst: bool,
+    no_sweep: bool,
+    url: str | None,
+) -> None:
+    """Run HANDLER (module:function) on the tasks of a queue.
+
+    The function takes (task, ctx) and may be a coroutine function; what it
+    returns is the task's result. A task whose handler raises is tried
+    again with an exponential back-off, up to its attempts, then goes to
+    the queue's dead-letter set (see the dead command). SIGINT or SIGTERM
+    stops taking tasks and lets the running ones finish (for --grace
+    seconds; the rest go back to the queue), then exits 0; a second one
+    stops at once, with status 130.
+    """
+    function = _handler(handler)
+    logging.getLogger('torrelque.worker').setLevel(logging.INFO)
+    forced = False
+
+    async def run(q: Torrelque) -> None:
+        nonlocal forced
+        from ._worker import Worker
+
+        work = Worker(
+            q, function, concurrency=concurrency, max_attempts=max_attempts, time_limit=time_limit,
+            grace=grace, burst=burst, sweep=not no_sweep,
+        )  # fmt: skip
+        await work.run(handle_signals=True)
+        forced = work._now
+
+    _run(ctx, queue_name, url, run, serialiser=json_serialiser)
+    if forced:
+        sys.exit(130)
+
+
+def _dead_dict(dead: TorrelqueDeadTask) -> dict[str, Any]:
+    return {
+        'task_id': dead.task_id, 'time': dead.time, 'dequeue_count': dead.dequeue_count,
+        'error': dead.error, 'task': _jsonable(dead.task),
+    }  # fmt: skip
+
+
+@cli.group()
+def dead() -> None:
+    """The dead-letter set of a queue: tasks that failed for good."""
+
+
+@dead.command('list')
+@click.argument('queue')
+@click.option('--count', default=100, show_default=True, type=click.IntRange(min=1), help='The most to list.')
+@_options
+@click.pass_context
+def dead_list(ctx: click.Context, queue: str, count: int, url: str | None, as_json: bool) -> None:
+    """List QUEUE's dead tasks, the longest buried first."""
+
+    async def run(q: Torrelque) -> None:
+        for task in await q.list_dead(count=count):
+            if as_json:
+                _emit_json(_dead_dict(task))
+            else:
+                error = task.error
+                click.echo(f'{_time(task.time)}  {task.task_id}  {error.get("type", "-")}: {error.get("message", "")}')
+
+    _run(ctx, queue, url, run)
+
+
+@dead.command('show')
+@click.argument('queue')
+@click.argument('task_id')
+@_options
+@click.pass_context
+def dead_show(ctx: click.Context, queue: str, task_id: str, url: str | None, as_json: bool) -> None:
+    """Show a dead task of QUEUE: its payload, its error and traceback."""
+
+    async def run(q: Torrelque) -> None:
+        task = await q.get_dead(task_id)
+        if as_json:
+            _emit_json(_dead_dict(task))
+            return
+        _emit_table([
+            ('task', task.task_id), ('buried', _time(task.time)), ('dequeues', task.dequeue_count),
+            ('attempts', task.error.get('attempts', '-')), ('error', f"{task.error.get('type', '-')}: "
+                                                                    f"{task.error.get('message', '')}"),
+            ('payload', _result_text(task.task)),
+        ])  # fmt: skip
+        if task.error.get('traceback'):
+            click.echo(str(task.error['traceback']).rstrip('\n'))
+
+    _run(ctx, queue, url, run)
+
+
+@dead.command('requeue')
+@click.argument('queue')
+@click.argument('task_ids', metavar='ID...', nargs=-1)
+@click.option('--all', 'every', is_flag=True, help='Every dead task of the queue.')
+@_options
+@click.pass_context
+def dead_requeue(ctx: click.Context, queue: str, task_ids: tuple[str, ...], every: bool, url: str | None,
+                 as_json: bool) -> None:  # fmt: skip
+    """Put dead tasks of QUEUE back in the queue, to be tried again."""
+    if not task_ids and not every:
+        raise click.UsageError('name the tasks to requeue, or give --all')
+
+    async def run(q: Torrelque) -> None:
+        names = list(task_ids)
+        if every:
+            while batch := [task.task_id for task in await q.list_dead(count=1000) if task.task_id not in names]:
+                names.extend(batch)
+                for name in batch:
+                    await q.requeue_dead(name)
+            done = len(names)
+        else:
+            done = sum([await q.requeue_dead(name) for name in names])
+        _emit_json({'requeued': done}) if as_json else click.echo(f'requeued  {done}')
+
+    _run(ctx, queue, url, run)
+
+
+@dead.command('purge')
+@click.argument('queue')
+@click.argument('task_ids', metavar='ID...', nargs=-1)
+@click.option('--older-than', type=click.FloatRange(min=0), metavar='SECONDS', help='Those buried longer ago.')
+@click.option('--all', 'every', is_flag=True, help='Every dead task of the queue.')
+@_options
+@click.pass_context
+def dead_purge(ctx: click.Context, queue: str, task_ids: tuple[str, ...], older_than: float | None, every: bool,
+               url: str | None, as_json: bool) -> None:  # fmt: skip
+    """Delete dead tasks of QUEUE for good."""
+    if not task_ids and older_than is None and not every:
+        raise click.UsageError('name the tasks to purge, or give --older-than or --all')
+
+    async def run(q: Torrelque) -> None:
+        done = await q.purge_dead(*task_ids, older_than=older_than)
+        _emit_json({'purged': done}) if as_json else click.echo(f'purged  {done}')
 
     _run(ctx, queue, url, run)
 

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import redis.asyncio
 from redis.asyncio.client import Pipeline
 
@@ -24,6 +25,7 @@ from ._events import PubSubHub, QueueWatch, TaskWatch, make_state
 from ._scripts import BATCH, RETRY_WINDOW, STANDARD_TIMEOUT, Scripts, Taken, accepted
 from ._sweeper import Sweeper
 from ._types import (
+    TorrelqueDeadTask,
     TorrelqueQueueStats,
     TorrelqueTaskId,
     TorrelqueTaskSerialiser,
@@ -47,6 +49,8 @@ COUNTERS = (
     'released',
     'completed',
     'rejected',
+    'dead',
+    'revived',
     'swept_stale',
     'swept_delayed',
     'undecodable',
@@ -89,7 +93,7 @@ class _LeaseBook:
         self._prune_at = 64
 
     def add(self, taken: Sequence[Taken], lease: bytes, now: float) -> None:
-        for task_id, _, _, timeout in taken:
+        for task_id, _, _, timeout, _ in taken:
             self._entries[task_id] = (lease, timeout, now + 2 * timeout)
         if len(self._entries) >= self._prune_at:
             self._entries = {key: entry for key, entry in self._entries.items() if entry[2] > now}
@@ -171,6 +175,7 @@ class Torrelque:
         'task': 'task',  # prefix of hashes
         'lease': 'lease',  # prefix of strings
         'gone': 'gone',  # prefix of strings
+        'dead': 'dead',  # sorted set
         'ready': 'ready',  # list
         'stats': 'stats',  # hash
         'events': 'events',  # pub/sub channel
@@ -268,6 +273,7 @@ class Torrelque:
         task_timeout: float | None = None,
         delay: float | None = None,
         pipeline: Pipeline | None = None,
+        max_attempts: int | None = None,
     ) -> TaskId:
         """Puts a task on the queue.
 
@@ -288,6 +294,9 @@ class Torrelque:
             share one script call (of up to 250 tasks), whose entry in the
             pipeline's results is a list of one code per task (1 when
             enqueued).
+        :param max_attempts: the most times a :class:`~torrelque.Worker`
+            tries this task (and the sweep lets it go stale) before it goes
+            to the dead-letter set; else the worker's own setting.
         :return: the task's id.
         :raises TorrelqueSerialiserError: the serialiser cannot encode the task.
         :raises TorrelqueValueError: a timeout or delay out of range.
@@ -296,9 +305,11 @@ class Torrelque:
         if task_timeout is not None:
             timeout = _codec.seconds('task_timeout', task_timeout, positive=True)
         delay_us = 0 if delay is None else _codec.micros(_codec.seconds('delay', delay, positive=False))
+        most = b'' if max_attempts is None else b'%d' % _codec.count('max_attempts', max_attempts)
         payload = self._codec.dumps(task, 'task', self.max_value_bytes)
         task_id = _codec.new_task_id()
-        await self._scripts.enqueue(_timeout_arg(timeout), delay_us, task_id, payload, self._target(pipeline))
+        target = self._target(pipeline)
+        await self._scripts.enqueue(_timeout_arg(timeout), delay_us, most, task_id, payload, target)
         return task_id.decode()
 
     async def dequeue(self, timeout: float | None = None, *, max_tasks: int = 1) -> TaskPair | list[TaskPair]:
@@ -371,14 +382,14 @@ class Torrelque:
                 lease_text = lease.decode()
                 decoded = []
                 for task in taken:
-                    task_id, data, dequeue_count, _ = task
+                    task_id, data, dequeue_count, timeout, max_attempts = task
                     try:
                         payload = self._codec.loads(data, task_id, 'payload')
                     except TorrelqueSerialiserError as exc:
                         await self._quarantine(task_id, lease, exc)
                         continue
                     decoded.append(task)
-                    pairs.append((TorrelqueTaskId(task_id, lease_text, dequeue_count), payload))
+                    pairs.append((TorrelqueTaskId(task_id, lease_text, dequeue_count, timeout, max_attempts), payload))
                 delivered.append((decoded, lease))
                 if len(taken) + len(missing) < limit:
                     break
@@ -551,6 +562,110 @@ class Torrelque:
         if code == 1:
             self._leases.extend(name, attempt, timeout, asyncio.get_running_loop().time())
         return accepted(code, 'Touch', name)
+
+    # -- the dead-letter set ------------------------------------------------------------
+
+    async def bury(self, task_id: TaskId, error: Any = None, *, lease: str | None = None) -> bool:
+        """Ends an attempt by rejecting its task for good into the queue's
+        dead-letter set (``{queue}:dead``): it leaves the queue, and its state
+        keeps its payload and the error, with no expiry, until it is
+        requeued (:meth:`requeue_dead`) or purged (:meth:`purge_dead`).
+        Watchers see it end as ``REJECTED``, with the error as its result.
+        The :class:`~torrelque.Worker` buries a task whose attempts are spent.
+
+        :param task_id: a task that is working.
+        :param error: why: a dict (``type``, ``message``, ``traceback``,
+            ``attempts``...), or a text.
+        :param lease: the attempt's lease, when ``task_id`` does not carry it.
+        :return: ``True`` when buried; ``False`` (and a warning logged,
+            nothing changed) when the task is not working, or another
+            attempt owns it.
+        """
+        name, attempt = self._attempt(task_id, lease)
+        details = dict(error) if isinstance(error, dict) else {'type': 'Rejected', 'message': str(error or '')}
+        try:
+            result = self._codec.dumps(details, 'error', self.max_value_bytes)
+        except (TorrelqueSerialiserError, TorrelqueValueError):
+            result = b''  # a serialiser that takes no dict: the error is in the state's `error` field
+        code = await self._scripts.bury(name, attempt, orjson.dumps(details, default=str), result)
+        self._leases.drop(name, attempt)
+        return accepted(code, 'Bury', name)
+
+    async def list_dead(self, *, start: int = 0, count: int = 100) -> list[TorrelqueDeadTask]:
+        """Tasks of the dead-letter set, the longest buried first.
+
+        :param start: how many to skip.
+        :param count: the most to return.
+        """
+        start = _codec.count('start', start, low=0)
+        count = _codec.count('count', count)
+        buried: list[tuple[bytes | str, float]] = await self._client.zrange(  # type: ignore[assignment]
+            self.keys['dead'], start, start + count - 1, withscores=True
+        )
+        async with self._client.pipeline(transaction=False) as pipe:
+            for task_id, _ in buried:
+                pipe.hmget(self._state_key(_codec.text(task_id)), 'error', 'dequeues', 'payload')
+            states = await pipe.execute()
+        return [
+            self._dead_task(_codec.text(task_id), score, state)
+            for (task_id, score), state in zip(buried, states, strict=True)
+            if state[0] is not None
+        ]
+
+    async def get_dead(self, task_id: TaskId) -> TorrelqueDeadTask:
+        """One task of the dead-letter set.
+
+        :raises TorrelqueLookupError: the task is not in the dead-letter set.
+        """
+        task_id = _codec.task_id(task_id)
+        score = await self._client.zscore(self.keys['dead'], task_id)
+        state = await self._client.hmget(self._state_key(task_id), 'error', 'dequeues', 'payload')
+        if score is None or state[0] is None:
+            raise TorrelqueLookupError(f'task {task_id} is not in the dead-letter set')
+        return self._dead_task(task_id, score, state)
+
+    def _dead_task(self, task_id: str, score: float, state: list[Any]) -> TorrelqueDeadTask:
+        error, dequeues, payload = state
+        task: Any = None
+        if payload is not None:
+            try:
+                task = self._codec.loads(_codec.raw(payload), task_id, 'payload')
+            except TorrelqueSerialiserError:
+                task = _codec.raw(payload)  # kept as stored, for a person to look at
+        return TorrelqueDeadTask(task_id, score / 1_000_000, orjson.loads(error), int(dequeues or 0), task)
+
+    async def requeue_dead(self, task_id: TaskId, *, delay: float | None = None) -> bool:
+        """Returns a task of the dead-letter set to the queue, to be tried
+        again from the start (its dequeue count starts over): at the tail of
+        pending, or after ``delay`` seconds.
+
+        :return: ``True`` when requeued; ``False`` (and a warning logged)
+            when the task is not in the dead-letter set.
+        """
+        task_id = _codec.task_id(task_id)
+        delay_us = 0 if delay is None else _codec.micros(_codec.seconds('delay', delay, positive=False))
+        return accepted(await self._scripts.revive(task_id, delay_us), 'Requeue from the dead-letter set', task_id)
+
+    async def purge_dead(self, *task_ids: TaskId, older_than: float | None = None) -> int:
+        """Deletes tasks of the dead-letter set for good: those named, or else
+        all of them, or those buried more than ``older_than`` seconds ago.
+
+        :return: how many were deleted.
+        """
+        if task_ids:
+            names = [_codec.task_id(task_id) for task_id in task_ids]
+            return sum([await self._scripts.purge(names[i : i + BATCH], 0, 0) for i in range(0, len(names), BATCH)])
+        seconds, micros = await self._client.time()
+        now_us = seconds * 1_000_000 + micros + _codec.micros(self._offset)
+        before_us = (
+            now_us + 1
+            if older_than is None
+            else now_us - _codec.micros(_codec.seconds('older_than', older_than, positive=False))
+        )
+        purged = 0
+        while done := await self._scripts.purge([], before_us, BATCH):
+            purged += done
+        return purged
 
     # -- the sweep -------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ logger = logging.getLogger('torrelque')
 #: The scripts, each named after the operation it performs.
 SCRIPT_NAMES = (
     'enqueue', 'dequeue', 'giveback', 'requeue', 'release', 'touch', 'sweep', 'watch', 'quarantine', 'stats',
+    'bury', 'revive', 'purge',
 )  # fmt: skip
 
 #: The task timeout (seconds) of a task whose state stores none: states
@@ -87,9 +88,9 @@ def accepted(code: int, operation: str, task_id: str) -> bool:
     return False
 
 
-#: A task a dequeue call took: its id, payload, dequeue count and timeout
-#: (a plain tuple: one is made per task, on the hot path).
-Taken = tuple[str, bytes, int, float]
+#: A task a dequeue call took: its id, payload, dequeue count, timeout and
+#: most attempts (a plain tuple: one is made per task, on the hot path).
+Taken = tuple[str, bytes, int, float, int | None]
 
 
 class Scripts:
@@ -128,6 +129,12 @@ class Scripts:
         self._quarantine_keys = [k['working'], k['tasks'], k['stats'], k['events'], k['task']]
         self._watch_keys = [k['task'], k['events']]
         self._stats_keys = [k['tasks'], k['pending'], k['working'], k['delayed']]
+        self._bury_keys = [k['working'], k['tasks'], k['dead'], k['stats'], k['events'], k['task'], k['lease']]
+        self._revive_keys = [
+            k['dead'], k['tasks'], k['pending'], k['delayed'], k['ready'],
+            k['stats'], k['events'], k['wake'], k['task'],
+        ]  # fmt: skip
+        self._purge_keys = [k['dead'], k['task']]
         self._enqueue_batches = PipelineBatches(self._scripts['enqueue'], self._enqueue_keys, BATCH)
         self._release_batches = PipelineBatches(self._scripts['release'], self._release_keys, BATCH)
 
@@ -147,11 +154,18 @@ class Scripts:
         return reply
 
     async def enqueue(
-        self, timeout: bytes | float, delay_us: int, task_id: bytes, payload: bytes, pipeline: Any = None
+        self,
+        timeout: bytes | float,
+        delay_us: int,
+        max_attempts: bytes,
+        task_id: bytes,
+        payload: bytes,
+        pipeline: Any = None,
     ) -> None:
         """Enqueues one task (into a pipeline: joined to the previous
-        enqueue of the same timeout and delay, if that was the last command)."""
-        common = [timeout, b'%d' % delay_us]
+        enqueue of the same timeout, delay and most attempts, if that was
+        the last command)."""
+        common = [timeout, b'%d' % delay_us, max_attempts]
         if pipeline is not None:
             await self._enqueue_batches.add(pipeline, [self.offset, _QUIET, *common], [task_id, payload])
             return
@@ -175,9 +189,9 @@ class Scripts:
             if len(entry) == 1:
                 missing.append(entry[0])
             else:
-                task_id, count, timeout = entry
+                task_id, count, timeout, most = entry
                 timeout_s = STANDARD_TIMEOUT if timeout == '-' else float(timeout)
-                taken.append((task_id, raw(reply[i + 1]), int(count), timeout_s))
+                taken.append((task_id, raw(reply[i + 1]), int(count), timeout_s, None if most == '-' else int(most)))
         return taken, missing
 
     async def giveback(self, lease: bytes) -> int:
@@ -222,6 +236,24 @@ class Scripts:
     async def quarantine(self, task_id: str, lease: bytes, result: bytes) -> int:
         code: int = self._value(await self._run('quarantine', self._quarantine_keys, [task_id, lease, result]))
         return code
+
+    async def bury(self, task_id: str, lease: bytes, error: bytes, result: bytes) -> int:
+        """Rejects a working task into the dead-letter set."""
+        args = [task_id, lease, new_token(), error, result]
+        code: int = self._value(await self._run('bury', self._bury_keys, args))
+        return code
+
+    async def revive(self, task_id: str, delay_us: int) -> int:
+        """Returns a task of the dead-letter set to the queue."""
+        code: int = self._value(await self._run('revive', self._revive_keys, [task_id, b'%d' % delay_us]))
+        return code
+
+    async def purge(self, task_ids: Sequence[str], before_us: int, limit: int) -> int:
+        """Deletes tasks of the dead-letter set: ``task_ids``, or (none
+        given) up to ``limit`` buried before ``before_us``."""
+        args = [b'%d' % before_us, b'%d' % limit, *task_ids]
+        purged: int = self._value(await self._run('purge', self._purge_keys, args))
+        return purged
 
     async def stats(self) -> tuple[int, int, int, int]:
         """``(tasks, pending, working, delayed)``, in one read."""

@@ -44,15 +44,39 @@ class TorrelqueTaskId(str):
     lease: str
     #: How many times the task has been dequeued, this attempt included.
     dequeue_count: int
+    #: The task's timeout: seconds this attempt has before it is stale.
+    timeout: float
+    #: The most attempts the task's enqueue allowed, or ``None``.
+    max_attempts: int | None
 
-    def __new__(cls, task_id: str, lease: str, dequeue_count: int) -> TorrelqueTaskId:
+    def __new__(
+        cls, task_id: str, lease: str, dequeue_count: int, timeout: float = 300.0, max_attempts: int | None = None
+    ) -> TorrelqueTaskId:
         self = super().__new__(cls, task_id)
         self.lease = lease
         self.dequeue_count = dequeue_count
+        self.timeout = timeout
+        self.max_attempts = max_attempts
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.lease, self.dequeue_count))
+        return (type(self), (str(self), self.lease, self.dequeue_count, self.timeout, self.max_attempts))
+
+
+class TorrelqueDeadTask(NamedTuple):
+    """A task of the dead-letter set, as :meth:`~torrelque.Torrelque.list_dead`
+    and :meth:`~torrelque.Torrelque.get_dead` return it."""
+
+    #: Id of the task.
+    task_id: str
+    #: Server time (Unix seconds) it was buried.
+    time: float
+    #: Why: ``type``, ``message``, ``traceback`` (text) and ``attempts``.
+    error: dict[str, Any]
+    #: How many times it was dequeued.
+    dequeue_count: int
+    #: Its payload, decoded.
+    task: Any
 
 
 class TorrelqueQueueStats(NamedTuple):

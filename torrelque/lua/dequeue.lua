@@ -28,8 +28,9 @@ ARGV[4] lease token of this call
 ARGV[5] '1' when the caller was woken by the wake-up marker (it took it:
         this call sets it again for the next consumer when ids are left)
 Returns a flat list, two elements per task (a reply's elements cost the
-client more than its bytes): "<id> <dequeue count> <timeout>" (the timeout
-in seconds, '-' for the default) and the payload, for each task taken;
+client more than its bytes): "<id> <dequeue count> <timeout> <max attempts>"
+(the timeout in seconds, '-' for the default; '-' for no max attempts) and
+the payload, for each task taken;
 "<id>" and '' for each id that was pending but had no payload (dropped).
 ]]
 local pending_key, working_key, tasks_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -43,10 +44,10 @@ if record then
   local out = {}
   for _, id in ipairs(cjson.decode(record)) do
     local state_key = task_prefix .. ':' .. id
-    local state = redis.call('HMGET', state_key, 'lease', 'dequeues', 'timeout')
+    local state = redis.call('HMGET', state_key, 'lease', 'dequeues', 'timeout', 'max_attempts')
     local payload = redis.call('HGET', tasks_key, id)
     if state[1] == lease and payload and redis.call('ZSCORE', working_key, id) then
-      out[#out + 1] = id .. ' ' .. state[2] .. ' ' .. (state[3] or '-')
+      out[#out + 1] = id .. ' ' .. state[2] .. ' ' .. (state[3] or '-') .. ' ' .. (state[4] or '-')
       out[#out + 1] = payload
     end
   end
@@ -67,12 +68,14 @@ for i, id in ipairs(ids) do
   local payload = payloads[i]
   if payload then
     local state_key = task_prefix .. ':' .. id
-    local state = redis.call('HMGET', state_key, 'timeout', 'dequeues')
+    local state = redis.call('HMGET', state_key, 'timeout', 'dequeues', 'max_attempts')
     local deadline_us = now_us + math.floor((tonumber(state[1]) or DEFAULT_TIMEOUT) * 1000000)
     if earliest_us == nil or deadline_us < earliest_us then
       earliest_us = deadline_us
     end
-    found[#found + 1] = {id, payload, state_key, deadline_us, (tonumber(state[2]) or 0) + 1, state[1] or '-'}
+    found[#found + 1] = {
+      id, payload, state_key, deadline_us, (tonumber(state[2]) or 0) + 1, (state[1] or '-') .. ' ' .. (state[3] or '-'),
+    }
   else
     out[#out + 1] = id
     out[#out + 1] = ''

@@ -22,17 +22,18 @@ ARGV[1] clock offset (integer microseconds)
 ARGV[2] '1': report refused events (see _lib.lua)
 ARGV[3] task timeout (seconds), or '' for DEFAULT_TIMEOUT
 ARGV[4] delay (integer microseconds; 0 puts the tasks in pending)
-ARGV[5...] two values per task: its id, its serialised payload
+ARGV[5] the most attempts a worker makes of each task, or ''
+ARGV[6...] two values per task: its id, its serialised payload
 Returns a list of one code per task (one code, not in a list, when the
 caller reports refused events: a direct call of one task): OK.
 ]]
 local tasks_key, pending_key, delayed_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local events_channel, wake_channel, ready_key, task_prefix = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local offset_us, timeout, delay_us = ARGV[1], ARGV[3], tonumber(ARGV[4])
+local offset_us, timeout, delay_us, max_attempts = ARGV[1], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 use_channels(events_channel)
 
 local ids, state_keys, taken_keys, codes = {}, {}, {}, {}
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   ids[#ids + 1] = ARGV[i]
   state_keys[#state_keys + 1] = task_prefix .. ':' .. ARGV[i]
   taken_keys[#taken_keys + 1] = state_keys[#state_keys]
@@ -50,7 +51,7 @@ for i, id in ipairs(ids) do
     seen[id] = true
     added[#added + 1] = i
     fields[#fields + 1] = id
-    fields[#fields + 1] = ARGV[4 + 2 * i]
+    fields[#fields + 1] = ARGV[5 + 2 * i]
     channels[#channels + 1] = task_channel(state_keys[i])
   end
 end
@@ -80,12 +81,17 @@ else
   arm_ready(ready_key)
 end
 redis.call('HSET', tasks_key, unpack(fields))
+local state = {'status', status, 'enqueued', now}
+if timeout ~= '' then
+  state[#state + 1] = 'timeout'
+  state[#state + 1] = timeout
+end
+if max_attempts ~= '' then
+  state[#state + 1] = 'max_attempts'
+  state[#state + 1] = max_attempts
+end
 for _, i in ipairs(added) do
-  if timeout ~= '' then
-    redis.call('HSET', state_keys[i], 'status', status, 'enqueued', now, 'timeout', timeout)
-  else
-    redis.call('HSET', state_keys[i], 'status', status, 'enqueued', now)
-  end
+  redis.call('HSET', state_keys[i], unpack(state))
 end
 redis.call('HINCRBY', stats_key, 'enqueued', #added)
 learn_listeners(channels)
