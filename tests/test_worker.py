@@ -355,3 +355,34 @@ def test_a_worker_needs_a_queue_and_a_callable(queue: Torrelque) -> None:
         Worker('not a queue', print)  # type: ignore[arg-type]
     with pytest.raises(TorrelqueValueError, match='callable'):
         Worker(queue, 'not callable')  # type: ignore[arg-type]
+
+
+async def test_a_task_that_kills_its_consumer_each_time_is_buried(
+    queue: Torrelque, make_queue: Callable[..., Torrelque]
+) -> None:
+    """Server-side: the sweep buries a stale task whose enqueue's attempts
+    are all spent. Worker-side: a task taken past its attempts (its
+    consumers died) is buried, not run."""
+    own = await queue.enqueue('poison', task_timeout=10, max_attempts=2)
+    consumer = make_queue()
+    for _ in range(2):  # two consumers die with it
+        await consumer.dequeue(timeout=1)
+        consumer.clock_offset += 11
+        await consumer.sweep()
+    dead = await queue.get_dead(own)
+    assert (dead.error['type'], dead.error['attempts'], dead.task) == ('Stale', 2, 'poison')
+    assert (await queue.get_queue_counters())['dead'] == 1
+
+    ran: list[str] = []
+
+    async def handle(task: str, ctx: TaskContext) -> None:
+        ran.append(task)
+
+    other = await queue.enqueue('poison too', task_timeout=10)  # the worker's limit: 2
+    for _ in range(2):
+        await consumer.dequeue(timeout=1)
+        consumer.clock_offset += 11
+        await consumer.sweep()
+    await Worker(queue, handle, max_attempts=2, burst=True, sweep=False).run(handle_signals=False)
+    assert ran == []
+    assert (await queue.get_dead(other)).error['type'] == 'Stale'

@@ -125,7 +125,10 @@ class Scripts:
         ]  # fmt: skip
         self._release_keys = [k['working'], k['tasks'], k['stats'], k['events'], k['task'], k['lease'], k['gone']]
         self._touch_keys = [k['working'], k['wake'], k['task']]
-        self._sweep_keys = [k['pending'], k['working'], k['delayed'], k['stats'], k['events'], k['ready'], k['task']]
+        self._sweep_keys = [
+            k['pending'], k['working'], k['delayed'], k['stats'], k['events'],
+            k['ready'], k['task'], k['tasks'], k['dead'],
+        ]  # fmt: skip
         self._quarantine_keys = [k['working'], k['tasks'], k['stats'], k['events'], k['task']]
         self._watch_keys = [k['task'], k['events']]
         self._stats_keys = [k['tasks'], k['pending'], k['working'], k['delayed']]

@@ -69,9 +69,6 @@ class TaskContext:
         return bool(await self.queue.touch(self.task_id, task_timeout))
 
 
-Handler = Callable[[Any, TaskContext], Any]
-
-
 class Worker:
     """Runs ``handler(task, ctx)`` on the tasks of ``queue``, ``concurrency``
     at a time.
@@ -114,10 +111,15 @@ class Worker:
     :raises TorrelqueValueError: an argument out of range.
     """
 
+    #: Tasks done (completed) so far.
+    processed: int
+    #: Attempts that failed so far.
+    failed: int
+
     def __init__(
         self,
         queue: Torrelque,
-        handler: Handler,
+        handler: Callable[[Any, TaskContext], Any],
         *,
         concurrency: int = 1,
         max_attempts: int = 3,
@@ -162,7 +164,6 @@ class Worker:
         self._sweep = bool(sweep)
         self._burst = bool(burst)
         self._grace = _codec.seconds('grace', grace, positive=False)
-        #: Tasks done (completed), and attempts that failed, so far.
         self.processed = 0
         self.failed = 0
         self._running: dict[asyncio.Task[None], TorrelqueTaskId] = {}
@@ -323,6 +324,12 @@ class Worker:
     async def _run_one(self, task_id: TorrelqueTaskId, payload: Any) -> None:
         most = task_id.max_attempts or self.max_attempts
         ctx = TaskContext(task_id, task_id.dequeue_count, most, self.queue)
+        if ctx.attempt > most:
+            # Its attempts went stale each time: it kills its consumers.
+            self.failed += 1
+            spent = Stale(f'every attempt went stale: its consumer died or hung each time, {most} time(s)')
+            await self._bury(task_id, ctx, spent, f'{most} attempt(s) went stale')
+            return
         beating = asyncio.get_running_loop().create_task(self._beat(task_id, asyncio.current_task()))
         try:
             try:
@@ -352,7 +359,7 @@ class Worker:
             await self._release(task_id, value)
 
     async def _call(self, payload: Any, ctx: TaskContext) -> Any:
-        """The handler's value; over the time limit, ``_OverTime``. (A plain
+        """The handler's value; over the time limit, ``TimeLimitExceeded``. (A plain
         function over its limit goes on in its thread, its value ignored.)"""
         limit = asyncio.timeout(self._time_limit)
         try:
@@ -362,7 +369,7 @@ class Worker:
                 return await self._handler(payload, ctx)
         except TimeoutError as exc:
             if limit.expired():
-                raise _OverTime(self._time_limit or 0) from exc
+                raise TimeLimitExceeded(self._time_limit or 0) from exc
             raise
 
     async def _again(
@@ -418,6 +425,12 @@ class Worker:
                 return
 
 
-class _OverTime(TimeoutError):
+class Stale(Exception):
+    """A task's attempts all went stale: their consumers died or hung."""
+
+
+class TimeLimitExceeded(TimeoutError):
+    """A handler ran over the worker's time limit."""
+
     def __init__(self, limit: float) -> None:
         super().__init__(f'the handler ran over its time limit of {limit} s')
