@@ -251,13 +251,14 @@ async def test_task_prints_the_state(url: str, queue: Torrelque) -> None:
         'last dequeue': rows['last dequeue'],
         'last requeue': rows['last requeue'],
         'released': rows['released'],
+        'progress': '-',
         'result': '{"sent": true, "to": "ada"}',
     }
     assert state.release_time is not None
     assert rows['released'].endswith('Z') and rows['released'] >= rows['last requeue'] >= rows['enqueued']
 
     as_json = json.loads((await run('--url', url, 'task', queue.name, task_id, '--json')).out)
-    assert as_json == {'task_id': task_id, **state._asdict(), 'status': 'COMPLETED'}
+    assert as_json == {'task_id': task_id, **state._asdict(), 'status': 'COMPLETED', 'progress': None}
 
 
 async def test_task_of_a_pending_task_has_no_times_yet(url: str, queue: Torrelque) -> None:

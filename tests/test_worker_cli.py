@@ -202,3 +202,46 @@ async def test_a_handler_that_cannot_be_loaded_is_one_line_and_status_1(
         assert (status, err.count('\n')) == (1, 1) and fragment in err
     status, err = await finished(await worker(processes, handlers, redis_url, 'no-colon'))
     assert status == 2 and 'module:function' in err
+
+
+async def test_a_killed_worker_drops_out_of_the_registry(
+    processes: list[asyncio.subprocess.Process], handlers: Path, redis_url: str, queue: Torrelque
+) -> None:
+    process = await worker(processes, handlers, redis_url, 'handlers:slow', '--queue', queue.name,
+                           '--concurrency', '3', '--beat-interval', '0.2')  # fmt: skip
+
+    async def listed() -> bool:
+        return len(await queue.list_workers()) == 1
+
+    await wait_until(listed, timeout=20)
+    (info,) = await queue.list_workers()
+    assert (info.pid, info.concurrency, info.in_flight) == (process.pid, 3, 0)
+    shown = await asyncio.create_subprocess_exec(
+        SCRIPT, 'workers', queue.name, '--url', redis_url, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await shown.communicate()
+    assert shown.returncode == 0
+    assert info.worker_id in out.decode()
+    process.kill()
+    await process.wait()
+
+    async def gone() -> bool:
+        return not await queue.list_workers()
+
+    await wait_until(gone, timeout=5)  # three missed beats: 0.6 s
+
+
+async def test_limit_sets_shows_and_removes_the_working_limit(redis_url: str, queue: Torrelque) -> None:
+    async def limit(*args: str) -> str:
+        process = await asyncio.create_subprocess_exec(
+            SCRIPT, 'limit', queue.name, *args, '--url', redis_url, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await process.communicate()
+        assert process.returncode == 0
+        return out.decode().strip()
+
+    assert await limit() == f'working limit of {queue.name}: none'
+    assert await limit('4') == f'working limit of {queue.name}: 4'
+    assert await queue.get_working_limit() == 4
+    assert await limit('--off') == f'working limit of {queue.name}: none'
+    assert await queue.get_working_limit() is None

@@ -22,6 +22,7 @@ from ._types import (
     TorrelqueTaskSerialiser,
     TorrelqueTaskState,
     TorrelqueTaskStatus,
+    TorrelqueWorkerInfo,
     json_serialiser,
 )
 from ._version import __version__
@@ -47,6 +48,7 @@ __all__ = (
     'TorrelqueTaskStatus',
     'TorrelqueTimeoutError',
     'TorrelqueValueError',
+    'TorrelqueWorkerInfo',
     'Worker',
     '__version__',
     'json_serialiser',

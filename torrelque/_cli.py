@@ -108,6 +108,7 @@ def _state_dict(task_id: str, state: TorrelqueTaskState) -> dict[str, Any]:
     fields = state._asdict()
     fields['status'] = state.status.name
     fields['result'] = _jsonable(state.result)
+    fields['progress'] = state.progress
     return {'task_id': task_id, **fields}
 
 
@@ -276,6 +277,7 @@ def task(ctx: click.Context, queue: str, task_id: str, url: str | None, as_json:
                 ('last dequeue', _time(state.last_dequeue_time)),
                 ('last requeue', _time(state.last_requeue_time)),
                 ('released', _time(state.release_time)),
+                ('progress', '-' if state.progress is None else _result_text(state.progress)),
                 ('result', '-' if state.result is None else _result_text(state.result)),
             ]
         )
@@ -414,6 +416,13 @@ def _handler(target: str) -> Callable[..., Any]:
     type=click.FloatRange(min=0),
     help='Seconds running tasks get to finish at a stop.',
 )
+@click.option(
+    '--beat-interval',
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help='Seconds between beats in the registry of workers (see the workers command).',
+)
 @click.option('--burst', is_flag=True, help='Stop once nothing is ready and nothing runs.')
 @click.option('--no-sweep', is_flag=True, help='Do not run the scheduled sweep (another process does).')
 @click.option('--url', metavar='URL', default=None, help=f'Redis URL (overrides ${URL_ENVVAR}).')
@@ -426,6 +435,7 @@ def worker(
     max_attempts: int,
     time_limit: float | None,
     grace: float,
+    beat_interval: float,
     burst: bool,
     no_sweep: bool,
     url: str | None,
@@ -450,7 +460,7 @@ def worker(
 
         work = Worker(
             q, function, concurrency=concurrency, max_attempts=max_attempts, time_limit=time_limit,
-            grace=grace, burst=burst, sweep=not no_sweep,
+            grace=grace, burst=burst, sweep=not no_sweep, beat_interval=beat_interval,
         )  # fmt: skip
         await work.run(handle_signals=True)
         forced = work._now
@@ -458,6 +468,70 @@ def worker(
     _run(ctx, queue_name, url, run, serialiser=json_serialiser)
     if forced:
         sys.exit(130)
+
+
+@cli.command()
+@click.argument('queue')
+@_options
+@click.pass_context
+def workers(ctx: click.Context, queue: str, url: str | None, as_json: bool) -> None:
+    """List the live workers of QUEUE, from its registry of workers.
+
+    A worker beats every few seconds; one that stops beating (killed, or
+    cut off from Redis) drops out of the list within three beats."""
+
+    async def run(q: Torrelque) -> None:
+        alive = await q.list_workers()
+        if as_json:
+            for info in alive:
+                _emit_json(info._asdict())
+            return
+        if not alive:
+            click.echo(f'no live worker on queue {queue}')
+            return
+        now = await _server_now(q)
+        rows = [('WORKER', 'STARTED', 'SLOTS', 'RUNNING', 'DONE', 'FAILED', 'LAST BEAT')]
+        for info in alive:
+            rows.append((
+                info.worker_id, _time(info.started), str(info.concurrency), str(info.in_flight),
+                str(info.processed), str(info.failed), f'{max(0.0, now - info.last_beat):.1f} s ago',
+            ))  # fmt: skip
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            click.echo('  '.join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+    _run(ctx, queue, url, run)
+
+
+async def _server_now(q: Torrelque) -> float:
+    seconds, micros = await q._client.time()
+    return int(seconds) + int(micros) / 1_000_000 + q.clock_offset
+
+
+@cli.command()
+@click.argument('queue')
+@click.argument('limit', required=False, type=click.IntRange(min=1))
+@click.option('--off', is_flag=True, help='Remove the limit.')
+@_options
+@click.pass_context
+def limit(ctx: click.Context, queue: str, limit: int | None, off: bool, url: str | None, as_json: bool) -> None:
+    """Show or set QUEUE's working limit: the most tasks working at once,
+    across all its consumers and workers.
+
+    With LIMIT, sets it; with --off, removes it; with neither, shows it."""
+    if off and limit is not None:
+        raise click.UsageError('give a LIMIT or --off, not both')
+
+    async def run(q: Torrelque) -> None:
+        if off or limit is not None:
+            await q.set_working_limit(limit)
+        now = await q.get_working_limit()
+        if as_json:
+            _emit_json({'queue': queue, 'working_limit': now})
+        else:
+            click.echo(f'working limit of {queue}: {"none" if now is None else now}')
+
+    _run(ctx, queue, url, run)
 
 
 def _dead_dict(dead: TorrelqueDeadTask) -> dict[str, Any]:

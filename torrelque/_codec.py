@@ -9,8 +9,10 @@ import math
 import os
 from typing import Any
 
+import orjson
+
 from ._errors import TorrelqueSerialiserError, TorrelqueValueError
-from ._types import TorrelqueTaskSerialiser, TorrelqueTaskStatus
+from ._types import TorrelqueTaskSerialiser, TorrelqueTaskStatus, json_serialiser
 
 #: The longest duration any argument may be (100 years, in seconds). Times
 #: are integer microseconds in Redis, where Lua and sorted-set scores hold
@@ -114,6 +116,26 @@ def final_status(value: Any) -> TorrelqueTaskStatus:
     if not status.isfinal():
         raise TorrelqueValueError(f'a released task needs a final status (COMPLETED or REJECTED), not {status.name}')
     return status
+
+
+#: The largest progress report, as JSON (it rides along in every event of its task).
+MAX_PROGRESS_BYTES = 64 * 1024
+
+
+def progress_json(value: Any) -> bytes:
+    """A progress report as the JSON stored in a task's state and copied
+    into its events."""
+    try:
+        # orjson alone, as events are parsed: integers beyond 64 bits would
+        # come back as floats, so they are refused.
+        data = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+        if b'null' in data:
+            json_serialiser.dumps(value)  # refuses NaN and infinities, which orjson writes as null
+    except (TypeError, ValueError) as exc:
+        raise TorrelqueSerialiserError(f'progress must be a JSON value: {exc}') from exc
+    if len(data) > MAX_PROGRESS_BYTES:
+        raise TorrelqueValueError(f'progress is {len(data):,} bytes of JSON, more than {MAX_PROGRESS_BYTES:,}')
+    return data
 
 
 def text(value: bytes | str) -> str:

@@ -517,7 +517,8 @@ def _optional_time(micros: Any) -> float | None:
 def make_state(
     fields: dict[str, Any], result: bytes | None, loads: Callable[[bytes], Any], task_id: str
 ) -> TorrelqueTaskState:
-    """A task state from its hash fields or an event's (text or numbers)."""
+    """A task state from its hash fields or an event's (text or numbers;
+    ``progress`` decoded already)."""
     decoded = None
     if result is not None:
         try:
@@ -534,6 +535,7 @@ def make_state(
         last_dequeue_time=_optional_time(fields.get('dequeued')),
         last_requeue_time=_optional_time(fields.get('requeued')),
         release_time=_optional_time(fields.get('released')),
+        progress=fields.get('progress'),
     )
 
 
@@ -632,7 +634,7 @@ class TaskWatch(_Subscription):
     It subscribes to the task's channel, then has the current state
     published on that same channel, so that the state and later transitions
     arrive in one ordered stream. It yields the current state, then the
-    state after each change of status, and stops after a final status, or
+    state after each change of status or progress, and stops after a final status, or
     when the task is released without a result. After a lost connection it
     reads the state again, as often as it takes, so that it still ends with
     the final state (or its timeout). Leaving the loop early (``break``,
@@ -652,7 +654,7 @@ class TaskWatch(_Subscription):
         self._timeout = timeout
         self._loads = loads
         self._deadline: float | None = None
-        self._last_status: TorrelqueTaskStatus | None = None
+        self._last: tuple[TorrelqueTaskStatus, Any] | None = None  # status and progress yielded last
         self._resync_task: asyncio.Task[None] | None = None
 
     def __aiter__(self) -> TaskWatch:
@@ -711,9 +713,10 @@ class TaskWatch(_Subscription):
             self._finish()
             return None
         status = TorrelqueTaskStatus(int(fields['status']))
-        if status == self._last_status:
+        news = (status, fields.get('progress'))
+        if news == self._last:
             return None
-        self._last_status = status
+        self._last = news
         state = make_state(fields, result, self._loads, self._task_id)
         if status.isfinal():
             self._finish()

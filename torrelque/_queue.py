@@ -31,6 +31,7 @@ from ._types import (
     TorrelqueTaskSerialiser,
     TorrelqueTaskState,
     TorrelqueTaskStatus,
+    TorrelqueWorkerInfo,
     json_serialiser,
 )
 
@@ -178,6 +179,8 @@ class Torrelque:
         'dead': 'dead',  # sorted set
         'ready': 'ready',  # list
         'stats': 'stats',  # hash
+        'config': 'config',  # hash
+        'workers': 'workers',  # hash
         'events': 'events',  # pub/sub channel
         'wake': 'wake',  # pub/sub channel
     }
@@ -563,6 +566,26 @@ class Torrelque:
             self._leases.extend(name, attempt, timeout, asyncio.get_running_loop().time())
         return accepted(code, 'Touch', name)
 
+    async def set_progress(self, task_id: TaskId, progress: Any, *, lease: str | None = None) -> bool:
+        """Reports how far an attempt has got: ``progress`` (any JSON value,
+        e.g. a fraction, or a dict) is stored in its task's state, where
+        :meth:`get_task_state` reads it, and published, so that
+        :meth:`watch` yields the state again and :meth:`watch_queue` sees a
+        ``progress`` event. It does not extend the lease (:meth:`touch` does).
+
+        :param task_id: a task that is working.
+        :param progress: a JSON value of at most 64 KiB.
+        :param lease: the attempt's lease, when ``task_id`` does not carry it.
+        :return: ``True`` when stored; ``False`` (and a warning logged,
+            nothing changed) when the task is not working, or another
+            attempt owns it.
+        :raises TorrelqueSerialiserError: ``progress`` is not JSON.
+        :raises TorrelqueValueError: it is larger than 64 KiB.
+        """
+        name, attempt = self._attempt(task_id, lease)
+        code = await self._scripts.progress(name, attempt, _codec.progress_json(progress))
+        return accepted(code, 'Progress report', name)
+
     # -- the dead-letter set ------------------------------------------------------------
 
     async def bury(self, task_id: TaskId, error: Any = None, *, lease: str | None = None) -> bool:
@@ -717,6 +740,59 @@ class Torrelque:
 
     # -- reading state -----------------------------------------------------------------
 
+    async def set_working_limit(self, limit: int | None) -> None:
+        """Sets the queue-wide working limit: at most ``limit`` tasks working
+        at once, across every consumer and worker of the queue (``None``
+        removes it). Each dequeue takes no more than the room left, in its
+        script; consumers that find none wait, without polling, until a
+        task leaves ``working``. Stale tasks count until the sweep returns
+        them. It is stored in ``{queue}:config``, so it holds for every
+        instance and survives restarts.
+
+        :raises TorrelqueValueError: a limit below 1.
+        """
+        if limit is not None:
+            limit = _codec.count('limit', limit)
+        await self._scripts.limit(limit)
+
+    async def get_working_limit(self) -> int | None:
+        """The queue-wide working limit, or ``None``."""
+        value = await self._client.hget(self.keys['config'], 'working_limit')
+        return None if value is None else int(value)
+
+    # -- the registry of workers -----------------------------------------------------
+
+    async def list_workers(self) -> list[TorrelqueWorkerInfo]:
+        """The workers of the queue that are alive: those whose last beat in
+        ``{queue}:workers`` has not expired, the longest running first."""
+        async with self._client.pipeline(transaction=False) as pipeline:
+            pipeline.time()
+            pipeline.hgetall(self.keys['workers'])
+            (seconds, micros), entries = await pipeline.execute()
+        now = int(seconds) + int(micros) / 1_000_000 + self._offset
+        alive = []
+        for worker_id, entry in entries.items():
+            try:
+                info = orjson.loads(_codec.raw(entry).partition(b' ')[2])
+                worker = TorrelqueWorkerInfo(
+                    _codec.text(worker_id), str(info['host']), int(info['pid']), info['started'] / 1_000_000,
+                    int(info['concurrency']), int(info['in_flight']), int(info['processed']), int(info['failed']),
+                    info['beat'] / 1_000_000, info['expires'] / 1_000_000,
+                )  # fmt: skip
+            except (ValueError, KeyError, TypeError):
+                logger.warning("Entry %r of %s is not a worker's", worker_id, self.keys['workers'])
+                continue
+            if worker.expires > now:
+                alive.append(worker)
+        return sorted(alive, key=lambda worker: worker.started)
+
+    async def _beat(self, worker_id: str, info: dict[str, Any], ttl: float) -> None:
+        """Writes a worker's entry in the registry, alive for ``ttl`` seconds."""
+        await self._scripts.beat(worker_id, orjson.dumps(info), _codec.micros(ttl))
+
+    async def _leave(self, worker_id: str) -> None:
+        await self._client.hdel(self.keys['workers'], worker_id)
+
     async def get_queue_stats(self) -> TorrelqueQueueStats:
         """How many tasks the queue holds now, in one atomic read (which a
         server that is out of memory still answers)."""
@@ -743,6 +819,8 @@ class Torrelque:
         if not fields:
             raise TorrelqueLookupError(f'task {task_id} is unknown')
         result = fields.pop('result', None)
+        if 'progress' in fields:
+            fields['progress'] = orjson.loads(fields['progress'])
         loads = self._codec.serialiser.loads
         return make_state(fields, None if result is None else _codec.raw(result), loads, task_id)
 
@@ -755,8 +833,8 @@ class Torrelque:
 
     def watch(self, task_id: TaskId, *, timeout: float | None = None) -> TaskWatch:
         """Follows a task: an async iterator that yields its current state,
-        then its state after each change of status, and stops after a final
-        status (with the result), or when the task is released without a
+        then its state after each change of status or progress, and stops
+        after a final status (with the result), or when the task is released without a
         result. Waiting costs nothing: it listens on pub/sub, sharing one
         connection with every other watch of this instance, and needs no
         server configuration.

@@ -27,7 +27,7 @@ logger = logging.getLogger('torrelque')
 #: The scripts, each named after the operation it performs.
 SCRIPT_NAMES = (
     'enqueue', 'dequeue', 'giveback', 'requeue', 'release', 'touch', 'sweep', 'watch', 'quarantine', 'stats',
-    'bury', 'revive', 'purge',
+    'bury', 'revive', 'purge', 'progress', 'limit', 'beat',
 )  # fmt: skip
 
 #: The task timeout (seconds) of a task whose state stores none: states
@@ -114,17 +114,21 @@ class Scripts:
         ]  # fmt: skip
         self._dequeue_keys = [
             k['pending'], k['working'], k['tasks'], k['stats'],
-            k['events'], k['wake'], k['ready'], k['task'], k['lease'],
+            k['events'], k['wake'], k['ready'], k['task'], k['lease'], k['config'],
         ]  # fmt: skip
         self._giveback_keys = [
             k['pending'], k['working'], k['stats'], k['events'], k['ready'], k['task'], k['lease'],
         ]  # fmt: skip
         self._requeue_keys = [
             k['working'], k['pending'], k['delayed'], k['stats'],
-            k['events'], k['wake'], k['ready'], k['task'], k['lease'],
+            k['events'], k['wake'], k['ready'], k['task'], k['lease'], k['config'],
         ]  # fmt: skip
-        self._release_keys = [k['working'], k['tasks'], k['stats'], k['events'], k['task'], k['lease'], k['gone']]
+        self._release_keys = [
+            k['working'], k['tasks'], k['stats'], k['events'], k['task'], k['lease'], k['gone'],
+            k['config'], k['pending'], k['ready'],
+        ]  # fmt: skip
         self._touch_keys = [k['working'], k['wake'], k['task']]
+        self._progress_keys = [k['working'], k['events'], k['task']]
         self._sweep_keys = [
             k['pending'], k['working'], k['delayed'], k['stats'], k['events'],
             k['ready'], k['task'], k['tasks'], k['dead'],
@@ -132,7 +136,12 @@ class Scripts:
         self._quarantine_keys = [k['working'], k['tasks'], k['stats'], k['events'], k['task']]
         self._watch_keys = [k['task'], k['events']]
         self._stats_keys = [k['tasks'], k['pending'], k['working'], k['delayed']]
-        self._bury_keys = [k['working'], k['tasks'], k['dead'], k['stats'], k['events'], k['task'], k['lease']]
+        self._bury_keys = [
+            k['working'], k['tasks'], k['dead'], k['stats'], k['events'], k['task'], k['lease'],
+            k['config'], k['pending'], k['ready'],
+        ]  # fmt: skip
+        self._limit_keys = [k['config'], k['pending'], k['ready']]
+        self._beat_keys = [k['workers']]
         self._revive_keys = [
             k['dead'], k['tasks'], k['pending'], k['delayed'], k['ready'],
             k['stats'], k['events'], k['wake'], k['task'],
@@ -230,6 +239,18 @@ class Scripts:
     async def touch(self, task_id: str, lease: bytes, timeout: bytes | float, pipeline: Any = None) -> int | None:
         reply = await self._run('touch', self._touch_keys, [task_id, lease, timeout], pipeline)
         return None if pipeline is not None else int(self._value(reply))
+
+    async def progress(self, task_id: str, lease: bytes, value: bytes) -> int:
+        return int(self._value(await self._run('progress', self._progress_keys, [task_id, lease, value])))
+
+    async def limit(self, working_limit: int | None) -> None:
+        args = [b'' if working_limit is None else b'%d' % working_limit]
+        self._value(await self._run('limit', self._limit_keys, args))
+
+    async def beat(self, worker_id: str, info: bytes, ttl_us: int) -> int:
+        """Writes a worker's entry in the registry; removes expired ones."""
+        removed: int = self._value(await self._run('beat', self._beat_keys, [worker_id, info, b'%d' % ttl_us]))
+        return removed
 
     async def sweep(self, batch: int) -> tuple[int, int, bool, int]:
         """One batch: ``(stale, due, more, next_us)``."""

@@ -79,6 +79,32 @@ class TorrelqueDeadTask(NamedTuple):
     task: Any
 
 
+class TorrelqueWorkerInfo(NamedTuple):
+    """A worker of the queue's registry (``{queue}:workers``), as
+    :meth:`~torrelque.Torrelque.list_workers` returns it."""
+
+    #: The worker's id: ``<host>:<pid>:<token>``.
+    worker_id: str
+    #: The host it runs on.
+    host: str
+    #: Its process id.
+    pid: int
+    #: Server time (Unix seconds) it started.
+    started: float
+    #: How many tasks it runs at once.
+    concurrency: int
+    #: How many tasks it ran at its last beat.
+    in_flight: int
+    #: Tasks it completed.
+    processed: int
+    #: Attempts that failed in it.
+    failed: int
+    #: Server time of its last beat.
+    last_beat: float
+    #: Server time after which it counts as gone, unless it beats again.
+    expires: float
+
+
 class TorrelqueQueueStats(NamedTuple):
     """How many tasks a queue holds now."""
 
@@ -92,7 +118,7 @@ class TorrelqueQueueStats(NamedTuple):
     delayed: int
 
 
-class TorrelqueTaskState(NamedTuple):
+class _TaskStateFields(NamedTuple):
     """One task's state, as stored in its ``{queue}:task:<id>`` hash."""
 
     #: The task's status.
@@ -115,6 +141,35 @@ class TorrelqueTaskState(NamedTuple):
     release_time: float | None
 
 
+class TorrelqueTaskState(_TaskStateFields):
+    """One task's state, as stored in its ``{queue}:task:<id>`` hash.
+
+    A tuple of the nine fields of 0.9 (so code that unpacks it keeps
+    working), with :attr:`progress` beside them as an attribute.
+    """
+
+    #: The last progress its consumer reported (``ctx.progress()`` of the
+    #: :class:`~torrelque.Worker`, or :meth:`~torrelque.Torrelque.set_progress`),
+    #: decoded from JSON, or ``None``.
+    progress: Any = None
+
+    def __new__(cls, *args: Any, progress: Any = None, **kwargs: Any) -> TorrelqueTaskState:
+        self = super().__new__(cls, *args, **kwargs)
+        self.progress = progress
+        return self
+
+    def _replace(self, **changes: Any) -> TorrelqueTaskState:
+        progress = changes.pop('progress', self.progress)
+        return TorrelqueTaskState(*super()._replace(**changes), progress=progress)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_state, (tuple(self), self.progress))
+
+
+def _rebuild_state(fields: tuple[Any, ...], progress: Any) -> TorrelqueTaskState:
+    return TorrelqueTaskState(*fields, progress=progress)
+
+
 class TorrelqueEvent(NamedTuple):
     """One transition of a task, as :meth:`~torrelque.Torrelque.watch_queue`
     yields it."""
@@ -125,7 +180,9 @@ class TorrelqueEvent(NamedTuple):
     #: (kept with a result), ``removed`` (released without one), ``stale``
     #: or ``due`` (returned to pending by the sweep), ``returned`` (given
     #: back by a dequeue that was cancelled or failed before its caller got
-    #: the task), or ``quarantined`` (its payload could not be decoded).
+    #: the task), ``quarantined`` (its payload could not be decoded),
+    #: ``progress`` (its consumer reported progress), ``dead`` or
+    #: ``revived`` (into or out of the dead-letter set).
     event: str
     #: The task's status after the transition, if known.
     status: TorrelqueTaskStatus | None

@@ -11,8 +11,10 @@ import contextlib
 import inspect
 import logging
 import math
+import os
 import random
 import signal
+import socket
 import threading
 import traceback
 from collections.abc import Awaitable, Callable
@@ -63,6 +65,12 @@ class TaskContext:
         """How many times the task has been dequeued, this attempt included."""
         return self.task_id.dequeue_count
 
+    async def progress(self, value: Any) -> bool:
+        """Reports how far the handler has got (any JSON value): stored in the
+        task's state and seen by its watchers; ``False`` when the attempt
+        lost its lease."""
+        return await self.queue.set_progress(self.task_id, value)
+
     async def touch(self, task_timeout: float | None = None) -> bool:
         """Extends this attempt's lease now (the worker also does, on its
         own, while the handler runs); ``False`` when it is lost."""
@@ -108,8 +116,14 @@ class Worker:
         runs already).
     :param burst: stop once the queue has nothing ready and nothing runs.
     :param grace: seconds running handlers get to finish at a stop.
+    :param beat_interval: seconds between the worker's beats in the queue's
+        registry of workers (:meth:`~torrelque.Torrelque.list_workers`); it
+        drops out of it when three go missing.
     :raises TorrelqueValueError: an argument out of range.
     """
+
+    #: The worker's id in the registry: ``<host>:<pid>:<token>``.
+    id: str
 
     #: Tasks done (completed) so far.
     processed: int
@@ -132,6 +146,7 @@ class Worker:
         sweep: bool = True,
         burst: bool = False,
         grace: float = 30.0,
+        beat_interval: float = 5.0,
     ) -> None:
         if not isinstance(queue, Torrelque):
             raise TorrelqueValueError(f'a Torrelque queue is needed, not {type(queue).__name__}')
@@ -164,6 +179,8 @@ class Worker:
         self._sweep = bool(sweep)
         self._burst = bool(burst)
         self._grace = _codec.seconds('grace', grace, positive=False)
+        self._beat_interval = _codec.seconds('beat_interval', beat_interval, positive=True)
+        self.id = f'{socket.gethostname()}:{os.getpid()}:{_codec.new_token().decode()[-8:]}'
         self.processed = 0
         self.failed = 0
         self._running: dict[asyncio.Task[None], TorrelqueTaskId] = {}
@@ -204,7 +221,8 @@ class Worker:
         swept = self._sweep and not self.queue._sweeper.running
         if swept:
             self.queue.schedule_sweep()
-        logger.info('Worker on queue %s: %d at a time', self.queue.name, self.concurrency)
+        logger.info('Worker %s on queue %s: %d at a time', self.id, self.queue.name, self.concurrency)
+        registered = loop.create_task(self._register())
         try:
             await self._take_while_running()
             await self._finish()
@@ -213,6 +231,11 @@ class Worker:
                 loop.remove_signal_handler(number)
             if swept:
                 self.queue.unschedule_sweep()
+            registered.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await registered
+            with contextlib.suppress(Exception):
+                await self.queue._leave(self.id)
             self._stopping = None
             logger.info('Worker on queue %s stopped: %d done, %d failed', self.queue.name, self.processed, self.failed)
 
@@ -245,6 +268,25 @@ class Worker:
             task, self._background = self._background, None
             await task
 
+    async def _register(self) -> None:
+        """Beats in the queue's registry of workers while running."""
+        host, pid = socket.gethostname(), os.getpid()
+        failing = False
+        while True:
+            info = {
+                'host': host, 'pid': pid, 'concurrency': self.concurrency, 'in_flight': len(self._running),
+                'processed': self.processed, 'failed': self.failed,
+            }  # fmt: skip
+            try:
+                await self.queue._beat(self.id, info, 3 * self._beat_interval)
+            except Exception as exc:
+                if not failing:
+                    logger.warning('Cannot beat in the registry of workers (%s); trying again', exc)
+                failing = True
+            else:
+                failing = False
+            await asyncio.sleep(self._beat_interval)
+
     async def _take_while_running(self) -> None:
         """Takes tasks for the free slots until stopped (or, in a burst,
         until nothing is ready and nothing runs)."""
@@ -258,7 +300,13 @@ class Worker:
             # A burst looks once without waiting; otherwise wait in Redis,
             # until a task comes or the worker is stopped.
             taking = asyncio.ensure_future(self._take(free, 0.05 if self._burst else None))
-            await self._first(taking)
+            try:
+                await self._first(taking)
+            except asyncio.CancelledError:
+                taking.cancel()  # run() cancelled: the dequeue gives back what it took
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await taking
+                raise
             if not taking.done():
                 taking.cancel()  # stopped: the dequeue gives back what it took
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -41,10 +41,11 @@ another call of the same attempt is refused.
 Events: each transition is published as one JSON object on the task's own
 channel (named like its state key, with the suffix of the events channel:
 '@<db>' beyond database 0, for pub/sub spans the server's databases) and on
-the queue's events channel. The
-state fields of the task are copied into it verbatim; they hold numbers that
-these scripts wrote. A released task's result follows the JSON on the task
-channel after a newline, as the serialiser's raw bytes.
+the queue's events channel. The state fields of the task are copied into
+it verbatim; they hold numbers that these scripts wrote, and `progress`,
+JSON that the client checked (it holds no newline). A released task's
+result follows the JSON on the task channel after a newline, as the
+serialiser's raw bytes.
 ]]
 
 -- Return codes shared with torrelque/_scripts.py (Outcome).
@@ -67,7 +68,7 @@ local REPORT = ARGV[2] == '1'
 -- State fields that events carry, in this order.
 local STATE_FIELDS = {
   'status', 'timeout', 'enqueued', 'dequeues', 'requeues',
-  'dequeued', 'requeued', 'released',
+  'dequeued', 'requeued', 'released', 'progress',
 }
 
 local function clock_us(offset_us)
@@ -243,6 +244,25 @@ local function mark_ready(pending_key, ready_key)
     redis.call('DEL', ready_key)
   else
     arm_ready(ready_key)
+  end
+end
+
+-- The queue-wide working limit: field `working_limit` of the config hash,
+-- the most tasks in `working` at once. A dequeue that finds no room takes
+-- the marker away, so that blocked consumers sleep rather than poll; each
+-- transition that frees room (a task leaving `working` other than into
+-- `pending`, which sets the marker itself) sets it again.
+local function working_room(config_key, working_key)
+  local limit = tonumber(redis.call('HGET', config_key, 'working_limit'))
+  if limit == nil then
+    return nil
+  end
+  return limit - redis.call('ZCARD', working_key)
+end
+
+local function room_freed(config_key, pending_key, ready_key)
+  if redis.call('HEXISTS', config_key, 'working_limit') == 1 then
+    mark_ready(pending_key, ready_key)
   end
 end
 

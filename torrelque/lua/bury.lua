@@ -12,6 +12,9 @@ KEYS[4] stats     hash of the queue's counters
 KEYS[5] events    queue-wide event channel
 KEYS[6] task      prefix of task state keys: "<prefix>:<id>"
 KEYS[7] lease     prefix of lease records: "<prefix>:<token>"
+KEYS[8] config    hash of the queue's settings (working_limit)
+KEYS[9] pending   list of ids waiting
+KEYS[10] ready    list: the wake-up marker of blocked consumers
 ARGV[1] clock offset (integer microseconds)
 ARGV[2] '1': report refused events (see _lib.lua)
 ARGV[3] task id
@@ -61,5 +64,6 @@ end
 redis.call('HINCRBY', stats_key, 'released', 1)
 redis.call('HINCRBY', stats_key, 'rejected', 1)
 redis.call('HINCRBY', stats_key, 'dead', 1)
+room_freed(KEYS[8], KEYS[9], KEYS[10])
 publish(events_channel, state_key, id, 'dead', now, nil, result)
 return reply(OK)

@@ -21,6 +21,7 @@ KEYS[6] wake      channel that wakes a sleeping scheduled sweep
 KEYS[7] ready     list: the wake-up marker of blocked consumers
 KEYS[8] task      prefix of task state keys: "<prefix>:<id>"
 KEYS[9] lease     prefix of lease records: "<prefix>:<token>"
+KEYS[10] config   hash of the queue's settings (working_limit)
 ARGV[1] clock offset (integer microseconds)
 ARGV[2] '1': report refused events (see _lib.lua)
 ARGV[3] limit: the most tasks to take
@@ -52,6 +53,15 @@ if record then
     end
   end
   return reply(out)
+end
+
+local room = working_room(KEYS[10], working_key)
+if room ~= nil and room < limit then
+  if room <= 0 then
+    redis.call('DEL', ready_key)  -- woken again when room is freed (room_freed)
+    return reply({})
+  end
+  limit = room
 end
 
 local ids = redis.call('RPOP', pending_key, limit)

@@ -14,6 +14,9 @@ KEYS[4] events    queue-wide event channel
 KEYS[5] task      prefix of task state keys: "<prefix>:<id>"
 KEYS[6] lease     prefix of lease records: "<prefix>:<token>"
 KEYS[7] gone      prefix of tombstones: "<prefix>:<id>" -> token of the release call
+KEYS[8] config    hash of the queue's settings (working_limit)
+KEYS[9] pending   list of ids waiting
+KEYS[10] ready    list: the wake-up marker of blocked consumers
 ARGV[1] clock offset (integer microseconds)
 ARGV[2] '1': report refused events (see _lib.lua)
 ARGV[3] final status (3 completed, 4 rejected)
@@ -92,6 +95,7 @@ if #records > 0 then
   redis.call('DEL', unpack(records))
 end
 redis.call('HINCRBY', stats_key, 'released', #released)
+room_freed(KEYS[8], KEYS[9], KEYS[10])
 redis.call('HINCRBY', stats_key, counter, #released)
 if with_result then
   local id, state_key, result, ttl_ms = ids[1], state_keys[1], ARGV[8], ARGV[9]

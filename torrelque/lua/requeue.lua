@@ -11,6 +11,7 @@ KEYS[6] wake      channel that wakes a sleeping scheduled sweep
 KEYS[7] ready     list: the wake-up marker of blocked consumers
 KEYS[8] task      prefix of task state keys: "<prefix>:<id>"
 KEYS[9] lease     prefix of lease records: "<prefix>:<token>"
+KEYS[10] config   hash of the queue's settings (working_limit)
 ARGV[1] clock offset (integer microseconds)
 ARGV[2] '1': report refused events (see _lib.lua)
 ARGV[3] task id
@@ -55,5 +56,8 @@ if lease ~= '' then
   redis.call('DEL', KEYS[9] .. ':' .. lease)  -- the dequeue's reply arrived: no retry of it will come
 end
 redis.call('HINCRBY', stats_key, 'requeued', 1)
+if status == STATUS_DELAYED then
+  room_freed(KEYS[10], pending_key, ready_key)
+end
 publish(events_channel, state_key, id, 'requeued', now)
 return reply(OK)
