@@ -386,3 +386,25 @@ async def test_a_task_that_kills_its_consumer_each_time_is_buried(
     await Worker(queue, handle, max_attempts=2, burst=True, sweep=False).run(handle_signals=False)
     assert ran == []
     assert (await queue.get_dead(other)).error['type'] == 'Stale'
+
+
+async def test_while_tasks_are_ready_each_costs_one_script_call(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    """The release of a task takes the next one in the same call."""
+    done: list[int] = []
+
+    async def handle(task: int, ctx: TaskContext) -> int:
+        done.append(task)
+        return task
+
+    for n in range(200):
+        await queue.enqueue(n)
+
+    async def calls() -> int:
+        stats = await client.info('commandstats')
+        return sum(int(v['calls']) for k, v in stats.items() if k in ('cmdstat_evalsha', 'cmdstat_eval'))
+
+    before = await calls()
+    await asyncio.wait_for(Worker(queue, handle, burst=True, sweep=False, beat_interval=60).run(), 30)
+    assert done == list(range(200))  # in order, one at a time
+    assert await calls() - before < 200 + 20
+    assert (await queue.get_queue_counters())['completed'] == 200

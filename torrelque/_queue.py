@@ -380,20 +380,7 @@ class Torrelque:
                 lease = _codec.new_token()
                 leases.append(lease)
                 taken, missing = await self._scripts.dequeue(limit, lease, woken)
-                for task_id in missing:
-                    logger.warning('Dropped id %s from pending: the queue has no payload for it', task_id)
-                lease_text = lease.decode()
-                decoded = []
-                for task in taken:
-                    task_id, data, dequeue_count, timeout, max_attempts = task
-                    try:
-                        payload = self._codec.loads(data, task_id, 'payload')
-                    except TorrelqueSerialiserError as exc:
-                        await self._quarantine(task_id, lease, exc)
-                        continue
-                    decoded.append(task)
-                    pairs.append((TorrelqueTaskId(task_id, lease_text, dequeue_count, timeout, max_attempts), payload))
-                delivered.append((decoded, lease))
+                delivered.append((await self._decode(taken, missing, lease, pairs), lease))
                 if len(taken) + len(missing) < limit:
                     break
         except BaseException:
@@ -404,6 +391,48 @@ class Torrelque:
         for decoded, lease in delivered:
             self._leases.add(decoded, lease, now)
         return pairs
+
+    async def _decode(self, taken: list[Taken], missing: list[str], lease: bytes, pairs: list[TaskPair]) -> list[Taken]:
+        """Adds the tasks of a dequeue call to ``pairs``, quarantining those
+        that cannot be decoded; returns the tasks delivered."""
+        for task_id in missing:
+            logger.warning('Dropped id %s from pending: the queue has no payload for it', task_id)
+        lease_text = lease.decode()
+        decoded = []
+        for task in taken:
+            task_id, data, dequeue_count, timeout, max_attempts = task
+            try:
+                payload = self._codec.loads(data, task_id, 'payload')
+            except TorrelqueSerialiserError as exc:
+                await self._quarantine(task_id, lease, exc)
+                continue
+            decoded.append(task)
+            pairs.append((TorrelqueTaskId(task_id, lease_text, dequeue_count, timeout, max_attempts), payload))
+        return decoded
+
+    async def _release_and_take(self, task_id: TaskId, result: Any, max_tasks: int) -> tuple[bool, list[TaskPair]]:
+        """Releases a task as completed (with ``result``, unless ``None``)
+        and takes up to ``max_tasks`` ready tasks, in one call: the worker's
+        way to free a slot and fill it again. Taking waits for nothing. The
+        tasks taken go back to pending when this fails or is cancelled."""
+        name, attempt = self._attempt(task_id, None)
+        kept = None
+        if result is not None:
+            ttl_ms = max(1, _codec.micros(self.result_ttl) // 1000)
+            kept = (self._codec.dumps(result, 'result', self.max_value_bytes), ttl_ms)
+        lease = _codec.new_token()
+        pairs: list[TaskPair] = []
+        try:
+            code, taken, missing = await self._scripts.release_take(
+                name, attempt, _STATUS_ARGS[TorrelqueTaskStatus.COMPLETED], kept, max_tasks, lease
+            )
+            self._leases.drop(name, attempt)
+            decoded = await self._decode(taken, missing, lease, pairs)
+        except BaseException:
+            self._give_back(lease)
+            raise
+        self._leases.add(decoded, lease, asyncio.get_running_loop().time())
+        return accepted(code, 'Release', name), pairs
 
     def _give_back(self, lease: bytes) -> None:
         """Gives a dequeue call's tasks back to pending, in the background

@@ -27,7 +27,7 @@ logger = logging.getLogger('torrelque')
 #: The scripts, each named after the operation it performs.
 SCRIPT_NAMES = (
     'enqueue', 'dequeue', 'giveback', 'requeue', 'release', 'touch', 'sweep', 'watch', 'quarantine', 'stats',
-    'bury', 'revive', 'purge', 'progress', 'limit', 'beat',
+    'bury', 'revive', 'purge', 'progress', 'limit', 'beat', 'release_take',
 )  # fmt: skip
 
 #: The task timeout (seconds) of a task whose state stores none: states
@@ -53,6 +53,17 @@ def _read(name: str) -> str:
 
 _LIB = _read('_lib')
 SOURCES = {name: f'{_LIB}\n{_read(name)}' for name in SCRIPT_NAMES}
+
+
+def _step(function: str, name: str) -> str:
+    """A script's body as a Lua function of its own KEYS and ARGV."""
+    return f'local function {function}(KEYS, ARGV)\n{_read(name)}\nend\n'
+
+
+# A release and a dequeue in one call (see lua/release_take.lua).
+SOURCES['release_take'] = (
+    _LIB + _step('release_step', 'release') + _step('take_step', 'dequeue') + _read('release_take')
+)
 
 
 class Outcome(enum.IntEnum):
@@ -91,6 +102,20 @@ def accepted(code: int, operation: str, task_id: str) -> bool:
 #: A task a dequeue call took: its id, payload, dequeue count, timeout and
 #: most attempts (a plain tuple: one is made per task, on the hot path).
 Taken = tuple[str, bytes, int, float, int | None]
+
+
+def _taken(reply: Any) -> tuple[list[Taken], list[str]]:
+    """A dequeue's reply: the tasks taken, and the ids dropped for having no payload."""
+    taken, missing = [], []
+    for i in range(0, len(reply), 2):
+        entry = text(reply[i]).split(' ')
+        if len(entry) == 1:
+            missing.append(entry[0])
+        else:
+            task_id, count, timeout, most = entry
+            timeout_s = STANDARD_TIMEOUT if timeout == '-' else float(timeout)
+            taken.append((task_id, raw(reply[i + 1]), int(count), timeout_s, None if most == '-' else int(most)))
+    return taken, missing
 
 
 class Scripts:
@@ -141,6 +166,7 @@ class Scripts:
             k['config'], k['pending'], k['ready'],
         ]  # fmt: skip
         self._limit_keys = [k['config'], k['pending'], k['ready']]
+        self._release_take_keys = self._release_keys + self._dequeue_keys
         self._beat_keys = [k['workers']]
         self._revive_keys = [
             k['dead'], k['tasks'], k['pending'], k['delayed'], k['ready'],
@@ -194,17 +220,21 @@ class Scripts:
         caller took the wake-up marker); also returns the ids that were
         dropped for having no payload."""
         args = [b'%d' % limit, lease, b'1' if woken else b'0']
-        reply = self._value(await self._run('dequeue', self._dequeue_keys, args))
-        taken, missing = [], []
-        for i in range(0, len(reply), 2):
-            entry = text(reply[i]).split(' ')
-            if len(entry) == 1:
-                missing.append(entry[0])
-            else:
-                task_id, count, timeout, most = entry
-                timeout_s = STANDARD_TIMEOUT if timeout == '-' else float(timeout)
-                taken.append((task_id, raw(reply[i + 1]), int(count), timeout_s, None if most == '-' else int(most)))
-        return taken, missing
+        return _taken(self._value(await self._run('dequeue', self._dequeue_keys, args)))
+
+    async def release_take(
+        self, task_id: str, lease: bytes, status: bytes, result: tuple[bytes, int] | None, limit: int, take: bytes
+    ) -> tuple[int, list[Taken], list[str]]:
+        """Releases one task and takes up to ``limit`` tasks under the
+        lease ``take``, in one call: the release's code, and what the
+        dequeue returns."""
+        if result is None:
+            release = [status, new_token(), b'0', task_id, lease]
+        else:
+            release = [status, new_token(), b'1', task_id, lease, result[0], b'%d' % result[1]]
+        args = [b'%d' % len(release), *release, b'%d' % limit, take, b'0']
+        code, reply = self._value(await self._run('release_take', self._release_take_keys, args))
+        return (int(code), *_taken(reply))
 
     async def giveback(self, lease: bytes) -> int:
         """Returns the tasks of a dequeue call to pending and voids the call

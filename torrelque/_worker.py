@@ -324,7 +324,7 @@ class Worker:
                 self._slot_free.clear()
                 await self._first(self._slot_free.wait())
             for task_id, payload in got:
-                runner = asyncio.get_running_loop().create_task(self._run_one(task_id, payload))
+                runner = asyncio.get_running_loop().create_task(self._run_slot(task_id, payload))
                 self._running[runner] = task_id
                 runner.add_done_callback(self._done)
 
@@ -369,7 +369,21 @@ class Worker:
 
     # -- one task ----------------------------------------------------------------
 
-    async def _run_one(self, task_id: TorrelqueTaskId, payload: Any) -> None:
+    async def _run_slot(self, task_id: TorrelqueTaskId, payload: Any) -> None:
+        """Runs tasks in one slot: this one, then each that the release of
+        the one before took in the same call."""
+        runner = asyncio.current_task()
+        while True:
+            after = await self._run_one(task_id, payload)
+            if after is None:
+                return
+            task_id, payload = after
+            if runner is not None:
+                self._running[runner] = task_id
+
+    async def _run_one(self, task_id: TorrelqueTaskId, payload: Any) -> tuple[TorrelqueTaskId, Any] | None:
+        """Runs one attempt and ends it; the next task for the slot, when
+        the release took one."""
         most = task_id.max_attempts or self.max_attempts
         ctx = TaskContext(task_id, task_id.dequeue_count, most, self.queue)
         if ctx.attempt > most:
@@ -377,7 +391,7 @@ class Worker:
             self.failed += 1
             spent = Stale(f'every attempt went stale: its consumer died or hung each time, {most} time(s)')
             await self._bury(task_id, ctx, spent, f'{most} attempt(s) went stale')
-            return
+            return None
         beating = asyncio.get_running_loop().create_task(self._beat(task_id, asyncio.current_task()))
         try:
             try:
@@ -388,7 +402,7 @@ class Worker:
             if task_id.lease in self._lost:
                 self._lost.discard(task_id.lease)
                 logger.warning('Task %s: its lease was lost; another attempt owns it now', task_id)
-                return
+                return None
             # Stopped: the task goes back to pending at once, as if not taken.
             with contextlib.suppress(Exception):
                 await self.queue._give_back_now(task_id.lease.encode())
@@ -404,7 +418,8 @@ class Worker:
             await self._again(task_id, ctx, exc, None)
         else:
             self.processed += 1
-            await self._release(task_id, value)
+            return await self._release(task_id, value)
+        return None
 
     async def _call(self, payload: Any, ctx: TaskContext) -> Any:
         """The handler's value; over the time limit, ``TimeLimitExceeded``. (A plain
@@ -443,8 +458,30 @@ class Worker:
         }
         await self._settle(self.queue.bury(task_id, details), task_id, 'bury')
 
-    async def _release(self, task_id: TorrelqueTaskId, value: Any) -> None:
-        await self._settle(self.queue.release(task_id, result=value), task_id, 'release')
+    async def _release(self, task_id: TorrelqueTaskId, value: Any) -> tuple[TorrelqueTaskId, Any] | None:
+        """Releases the task and, unless the worker is stopping, takes the
+        next one for the slot in the same call (one round trip per task
+        while tasks are ready)."""
+        assert self._stopping is not None
+        if self._stopping.is_set():
+            await self._settle(self.queue.release(task_id, result=value), task_id, 'release')
+            return None
+        call = asyncio.ensure_future(self.queue._release_and_take(task_id, value, 1))
+        try:
+            _, taken = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            call.add_done_callback(self._give_back_taken)  # stopped meanwhile: what it takes goes back
+            raise
+        except Exception as exc:
+            logger.error('Cannot release task %s (%s): it comes back when stale', task_id, exc)
+            return None
+        return taken[0] if taken else None
+
+    def _give_back_taken(self, call: asyncio.Future[tuple[bool, list[tuple[TorrelqueTaskId, Any]]]]) -> None:
+        if call.cancelled() or call.exception() is not None:
+            return
+        for lease in {task_id.lease for task_id, _ in call.result()[1]}:
+            self.queue._give_back(lease.encode())
 
     async def _settle(self, call: Awaitable[Any], task_id: TorrelqueTaskId, what: str) -> None:
         """Ends a task's attempt, even when the worker is being stopped
