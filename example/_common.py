@@ -1,6 +1,7 @@
-"""What the examples share: where Redis is, a clean stop on Ctrl-C or
-SIGTERM, a consumer loop that can be stopped between tasks, and retries with
-exponential back-off.
+"""What the examples share: their command line, where Redis is, and a clean
+stop on Ctrl-C or SIGTERM. Their consumers are a :class:`torrelque.Worker`
+(``producer_consumer.py``, ``wait_until_complete.py``), or a dequeue by hand
+(``batch_processing.py``).
 
 Not an example of its own: ``producer_consumer.py``, ``batch_processing.py``
 and ``wait_until_complete.py`` import it from the same folder.
@@ -14,20 +15,19 @@ import contextlib
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
 
 import redis.asyncio
 import redis.exceptions
 
-from torrelque import Torrelque, TorrelqueTaskStatus, TorrelqueTimeoutError
+from torrelque import Torrelque
 
 #: ``main(args, redis_url, stop)``: the example's body; returns the exit code.
 Main = Callable[[argparse.Namespace, str, asyncio.Event], Awaitable[int]]
-#: Handles one batch of dequeued ``(task_id, task)`` pairs; ``False`` stops its consumer.
-Handler = Callable[[list[tuple[str, Any]]], Awaitable[bool | None]]
 
 
-def parser(doc: str | None, *, queue: str, consumers: int) -> argparse.ArgumentParser:
+def parser(
+    doc: str | None, *, queue: str, consumers: int, consumers_help: str = 'consumers'
+) -> argparse.ArgumentParser:
     """An argument parser described by the example's docstring, with
     ``--redis-url``, ``--queue`` and ``--consumers``."""
     summary, _, details = (doc or '').strip().partition('\n\n')
@@ -43,23 +43,34 @@ def parser(doc: str | None, *, queue: str, consumers: int) -> argparse.ArgumentP
         '(default: start a private redis-server for the run, and stop it after)',
     )
     result.add_argument('--queue', default=queue, help='queue name (default: %(default)s)')
-    result.add_argument('-c', '--consumers', type=count, default=consumers, help='consumers (default: %(default)s)')
+    result.add_argument(
+        '-c', '--consumers', type=count, default=consumers, help=f'{consumers_help} (default: %(default)s)'
+    )
     return result
 
 
-def retry_arguments(parser: argparse.ArgumentParser, *, backoff: float) -> None:
-    """Adds ``--max-attempts`` and ``--backoff``, for :func:`retry_or_reject`."""
+def worker_arguments(parser: argparse.ArgumentParser, *, backoff: float, grace: float) -> None:
+    """Adds the options of a :class:`torrelque.Worker`: ``--max-attempts``,
+    ``--backoff`` and ``--grace``."""
     parser.add_argument(
         '--max-attempts',
         type=count,
         default=3,
-        help='attempts before a failing task is rejected (default: %(default)s)',
+        help='attempts a task gets; a task that fails them all goes to the dead-letter set (default: %(default)s)',
     )
     parser.add_argument(
         '--backoff',
         type=seconds,
         default=backoff,
-        help='seconds before the first retry, doubled for each next one (default: %(default)s)',
+        help='most seconds before the second attempt, twice that before each next one; '
+        'a random part of it is left out (default: %(default)s)',
+    )
+    parser.add_argument(
+        '--grace',
+        type=seconds,
+        default=grace,
+        help='seconds the running tasks get to finish at a stop; '
+        'those still running then go back to the queue (default: %(default)s)',
     )
 
 
@@ -120,8 +131,10 @@ def run(main: Main, args: argparse.Namespace) -> None:
     """Runs ``main`` on the chosen Redis server and exits with its code.
 
     SIGINT (Ctrl-C) and SIGTERM set the ``stop`` event that ``main`` gets,
-    for it to wind down; another Ctrl-C a moment later gives up on that and
-    exits at once (code 130).
+    for it to wind down: the examples stop their producers and workers on
+    it. (A worker runs with ``handle_signals=False``, as ``async with
+    worker:`` runs it, so that the signals are handled here only.) Another
+    Ctrl-C a moment later gives up on that and exits at once (code 130).
     """
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress reaches pipes at once
     with redis_server(args.redis_url) as url:
@@ -185,43 +198,3 @@ async def sleep_unless(stop: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return True
     return False
-
-
-async def consume(
-    queue: Torrelque, stop: asyncio.Event, handle: Handler, *, max_tasks: int = 1, poll: float = 0.5
-) -> None:
-    """Dequeues and handles tasks until ``stop`` is set or ``handle`` returns
-    ``False``.
-
-    It waits for tasks in short blocking dequeues and looks at ``stop``
-    between them, so that a consumer stops between tasks, never inside
-    one's handling.
-    """
-    while not stop.is_set():
-        try:
-            got = await queue.dequeue(timeout=poll, max_tasks=max_tasks)
-        except TorrelqueTimeoutError:
-            continue
-        if await handle(got if max_tasks > 1 else [got]) is False:
-            return
-
-
-async def retry_or_reject(
-    queue: Torrelque, task_id: str, error: str, *, max_attempts: int, backoff: float, attempts: int | None = None
-) -> str:
-    """Gives a failed working task another attempt after an exponential
-    back-off (``backoff``, twice that, four times ...), or, after
-    ``max_attempts`` attempts, releases it as ``REJECTED`` with the error as
-    its result. Returns what it did: ``'retried'`` or ``'rejected'``.
-
-    :param attempts: the attempts so far, this one included (default: the
-        task's ``dequeue_count``).
-    """
-    if attempts is None:
-        attempts = (await queue.get_task_state(task_id)).dequeue_count
-    if attempts >= max_attempts:
-        result = {'error': error, 'attempts': attempts}
-        await queue.release(task_id, result=result, status=TorrelqueTaskStatus.REJECTED)
-        return 'rejected'
-    await queue.requeue(task_id, delay=backoff * 2 ** (attempts - 1))
-    return 'retried'

@@ -9,6 +9,13 @@ Run it (it starts a private redis-server for the run; or pass --redis-url):
 It prints how many tasks were done, in how long, and how many per second,
 and exits with 1 if any task was lost or done twice, or the queue is not
 left empty.
+
+Its consumers are written by hand, to show the batch API: each takes up to
+--max-tasks tasks in one dequeue(max_tasks=...) and releases them all in one
+pipelined transaction. These tasks never fail, so there is nothing to
+retry. Everyday consumers are better a torrelque.Worker, which runs a
+handler on each task, retries failures with back-off and stops gracefully:
+see producer_consumer.py.
 """
 
 from __future__ import annotations
@@ -17,12 +24,13 @@ import argparse
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import _common
 import redis.asyncio
 
-from torrelque import Torrelque
+from torrelque import Torrelque, TorrelqueTimeoutError
 
 #: The poison pill: a consumer that takes it stops.
 POISON = {'stop': True}
@@ -55,9 +63,15 @@ class Consumer:
         self.got_pill = False
 
     async def run(self) -> None:
-        await _common.consume(self.queue, self.stop, self.handle, max_tasks=self.max_tasks)
+        # Short blocking dequeues, so that a stop is seen between batches.
+        while not self.got_pill and not self.stop.is_set():
+            try:
+                got = await self.queue.dequeue(timeout=0.5, max_tasks=self.max_tasks)
+            except TorrelqueTimeoutError:
+                continue
+            await self.handle(got if isinstance(got, list) else [got])
 
-    async def handle(self, batch: list[tuple[str, Any]]) -> bool:
+    async def handle(self, batch: Sequence[tuple[str, Any]]) -> None:
         async with self.client.pipeline(transaction=True) as pipe:
             for task_id, task in batch:
                 if task == POISON:
@@ -73,7 +87,6 @@ class Consumer:
         # Consecutive releases share a script call, whose entry lists a code per task.
         for entry in codes:
             self.refused += sum(1 for code in (entry if isinstance(entry, list) else [entry]) if code != 1)
-        return not self.got_pill
 
 
 async def main(args: argparse.Namespace, url: str, stop: asyncio.Event) -> int:

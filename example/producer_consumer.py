@@ -1,4 +1,4 @@
-"""A producer and consumers that run until stopped: the everyday shape of a
+"""A producer and a worker that run until stopped: the everyday shape of a
 work queue.
 
 Run it (it starts a private redis-server for the run; or pass --redis-url),
@@ -6,82 +6,103 @@ and stop it with Ctrl-C:
 
     python example/producer_consumer.py
 
-The producer enqueues tasks at a steady rate; each consumer takes one,
-works on it for a while and releases it with a result, or, when the work
-fails (by chance), requeues it with an exponential back-off, and rejects it
-after the last attempt. The scheduled sweep brings delayed tasks back when
-they are due (and stale ones, had a consumer died). Ctrl-C (or SIGTERM)
-stops the producer, lets each consumer finish the task in its hands, and
-leaves every unfinished task in the queue for the next run: nothing is lost,
-and no task is left half-taken.
+The producer enqueues tasks at a steady rate. A torrelque.Worker works on
+up to --consumers of them at once: its handler works on a task for a while
+and returns the result, which the worker releases the task with; when the
+work fails (by chance), the handler raises, and the worker tries the task
+again after an exponential back-off, and after its last attempt buries it
+in the queue's dead-letter set. The worker also runs the scheduled sweep,
+which brings the retries back when they are due (and tasks whose process
+died, once their timeout passes). Ctrl-C (or SIGTERM) stops the producer
+and the worker, which lets the tasks in hand finish (for up to --grace
+seconds) and gives back any still running then: every unfinished task
+stays in the queue for the next run, nothing is lost, and no task is left
+half-taken.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import random
 from collections import Counter
 from typing import Any
 
 import _common
 
-from torrelque import Torrelque
+from torrelque import TaskContext, Torrelque, Worker
+
+#: Seconds a task's process may be gone before the sweep brings the task
+#: back. The worker extends the lease of each task it runs, so this bounds
+#: how long a task waits after a crash, not how long its work may take.
+TASK_TIMEOUT = 10
+
+
+class WorkFailed(Exception):
+    """The (simulated) work failed: the worker tries the task again."""
+
+
+def make_worker(queue: Torrelque, args: argparse.Namespace) -> Worker:
+    """The consumers: one worker that runs up to ``--consumers`` tasks at once."""
+
+    async def work(task: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        await asyncio.sleep(task['work'])
+        if random.random() < args.failure_chance:
+            # Any exception fails the attempt; raise torrelque.Reject(reason)
+            # instead to send the task to the dead-letter set at once.
+            raise WorkFailed(f'task {task["n"]} failed on attempt {ctx.attempt} of {ctx.max_attempts}')
+        return {'n': task['n'], 'attempts': ctx.attempt}  # the task's result
+
+    return Worker(
+        queue,
+        work,
+        concurrency=args.consumers,
+        max_attempts=args.max_attempts,
+        backoff=args.backoff,
+        grace=args.grace,
+    )
 
 
 async def produce(queue: Torrelque, stop: asyncio.Event, args: argparse.Namespace, tally: Counter[str]) -> None:
     interval = 1 / args.rate
     while not stop.is_set():
         work = round(random.uniform(0, args.work), 3)
-        await queue.enqueue({'n': tally['produced'], 'work': work}, task_timeout=args.work + 10)
+        await queue.enqueue({'n': tally['produced'], 'work': work}, task_timeout=TASK_TIMEOUT)
         tally['produced'] += 1
         await _common.sleep_unless(stop, interval)
 
 
-async def consumer(
-    name: str, queue: Torrelque, stop: asyncio.Event, args: argparse.Namespace, tally: Counter[str]
+async def report(
+    queue: Torrelque, worker: Worker, tally: Counter[str], before: dict[str, int], prefix: str = ''
 ) -> None:
-    async def handle(batch: list[tuple[str, Any]]) -> None:
-        [(task_id, task)] = batch
-        # The task in hand is finished even when a stop was asked for: it is
-        # short. (A long one would rather be requeued: see wait_until_complete.py.)
-        await asyncio.sleep(task['work'])
-        if random.random() < args.failure_chance:
-            outcome = await _common.retry_or_reject(
-                queue, task_id, 'the work failed', max_attempts=args.max_attempts, backoff=args.backoff
-            )
-            tally[outcome] += 1
-        else:
-            await queue.release(task_id, result={'n': task['n'], 'by': name}, result_ttl=args.result_ttl)
-            tally['completed'] += 1
-
-    await _common.consume(queue, stop, handle)
-
-
-async def report(queue: Torrelque, tally: Counter[str], prefix: str = '') -> None:
+    # The queue's counters since the start of the run tell what the worker
+    # did with the failed attempts: requeued them, or buried the task.
     stats = await queue.get_queue_stats()
+    counters = await queue.get_queue_counters()
+    retried = counters['requeued'] - before['requeued']
+    dead = counters['dead'] - before['dead']
     print(
-        f'{prefix}produced {tally["produced"]}, completed {tally["completed"]}, retried {tally["retried"]}, '
-        f'rejected {tally["rejected"]} | queue: {stats.pending} pending, {stats.working} working, '
-        f'{stats.delayed} delayed'
+        f'{prefix}produced {tally["produced"]}, completed {worker.processed}, retried {retried}, dead {dead} | '
+        f'queue: {stats.pending} pending, {stats.working} working, {stats.delayed} delayed'
     )
 
 
 async def main(args: argparse.Namespace, url: str, stop: asyncio.Event) -> int:
     tally: Counter[str] = Counter()
     async with _common.open_queue(url, args.queue) as (_, queue):
-        queue.schedule_sweep()
-        print(f'Producing {args.rate} tasks/s for {args.consumers} consumers on queue {args.queue!r}; Ctrl-C stops')
-        workers = [asyncio.create_task(produce(queue, stop, args, tally))]
-        workers += [
-            asyncio.create_task(consumer(f'consumer-{i}', queue, stop, args, tally)) for i in range(args.consumers)
-        ]
-        while await _common.sleep_unless(stop, args.report_every):
-            await report(queue, tally)
-        # Every loop looks at `stop` between tasks, so each ends after the
-        # task it holds, and no dequeue is cut off half-way.
-        await asyncio.gather(*workers)
-        await report(queue, tally, prefix='Stopped: ')
+        queue.result_ttl = args.result_ttl  # what the worker's releases keep their results for
+        before = await queue.get_queue_counters()
+        print(f'Producing {args.rate} tasks/s for a worker of {args.consumers} on queue {args.queue!r}; Ctrl-C stops')
+        # `async with` runs the worker (and the sweep) in the background;
+        # leaving the block stops it: no more tasks are taken, those in hand
+        # finish within the grace period, and any still running are given back.
+        async with make_worker(queue, args) as worker:
+            producing = asyncio.create_task(produce(queue, stop, args, tally))
+            while await _common.sleep_unless(stop, args.report_every):
+                await report(queue, worker, tally, before)
+            await producing
+        await report(queue, worker, tally, before, prefix='Stopped: ')
         stats = await queue.get_queue_stats()
         if stats.tasks:
             print(f'{stats.tasks} unfinished tasks stay in queue {args.queue!r} for the next run')
@@ -89,7 +110,7 @@ async def main(args: argparse.Namespace, url: str, stop: asyncio.Event) -> int:
 
 
 def arguments() -> argparse.Namespace:
-    parser = _common.parser(__doc__, queue='jobs', consumers=3)
+    parser = _common.parser(__doc__, queue='jobs', consumers=3, consumers_help='tasks the worker runs at once')
     parser.add_argument(
         '--rate', type=_common.positive, default=5.0, help='tasks produced per second (default: %(default)s)'
     )
@@ -99,7 +120,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         '--failure-chance', type=_common.chance, default=0.2, help='chance that an attempt fails (default: %(default)s)'
     )
-    _common.retry_arguments(parser, backoff=0.5)
+    _common.worker_arguments(parser, backoff=0.5, grace=10)
     parser.add_argument(
         '--result-ttl',
         type=_common.positive,
@@ -116,4 +137,6 @@ def arguments() -> argparse.Namespace:
 
 
 if __name__ == '__main__':
+    # The worker logs each failed attempt and each task it buries.
+    logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
     _common.run(main, arguments())

@@ -5,14 +5,18 @@ Run it (it starts a private redis-server for its lifetime; or pass
 
     python example/wait_until_complete.py
 
-A Tornado app enqueues the tasks you start on the page, and consumers in the
-same process work on them: each sleeps for the task's duration and fails
-with its chance of failure. A failed attempt is requeued with an exponential
-back-off and, after the last attempt, rejected with the error as its result;
-a success is released with a result. The page follows each task over
-server-sent events fed by ``Torrelque.watch()``, and the queue as a whole
-(pending, working, delayed, counters, transitions) over a stream fed by
-``Torrelque.watch_queue()``.
+A Tornado app enqueues the tasks you start on the page, and a
+torrelque.Worker in the same process works on up to --consumers of them at
+once: its handler sleeps for the task's duration, reporting its progress a
+few times a second, and then fails with the task's chance of failure. The
+worker releases a success with the handler's result, tries a failed attempt
+again after an exponential back-off, and after the last attempt buries the
+task in the queue's dead-letter set, rejected with the error as its result.
+The page follows each task (its status and progress) over server-sent
+events fed by ``Torrelque.watch()``, and the queue as a whole (pending,
+working, delayed, counters, transitions) over a stream fed by
+``Torrelque.watch_queue()``. Ctrl-C stops it: the tasks still running after
+--grace seconds go back to the queue, for the next run.
 
 HTTP API (JSON; errors are ``{"error": "..."}`` with status 400, 404, 405 or 415):
 
@@ -20,8 +24,8 @@ HTTP API (JSON; errors are ``{"error": "..."}`` with status 400, 404, 405 or 415
   "label": "optional text"}``: enqueues a task; 201 ``{"id": ..., "events": ...}``.
 - ``GET /tasks/<id>``: the task's state now.
 - ``GET /tasks/<id>/events``: ``text/event-stream``; a ``state`` event (the
-  task's state as JSON) now and after each change of status, ending after a
-  final one (``COMPLETED`` or ``REJECTED``).
+  task's state as JSON) now and after each change of status or progress,
+  ending after a final one (``COMPLETED`` or ``REJECTED``).
 - ``GET /events``: ``text/event-stream`` of ``queue`` events (counts and
   counters) and ``transition`` events (every change of every task).
 """
@@ -48,12 +52,14 @@ import tornado.netutil
 import tornado.web
 
 from torrelque import (
+    Reject,
+    TaskContext,
     Torrelque,
     TorrelqueError,
     TorrelqueLookupError,
     TorrelqueTaskState,
-    TorrelqueTaskStatus,
     TorrelqueTimeoutError,
+    Worker,
 )
 
 logger = logging.getLogger('demo')
@@ -62,6 +68,12 @@ HERE = Path(__file__).resolve().parent / 'demo'
 #: The longest task the page may start, in seconds.
 MAX_DURATION = 60
 MAX_LABEL = 80
+#: Seconds a task's process may be gone before the sweep brings the task
+#: back. The worker extends the lease of each task it runs, so this bounds
+#: how long a task waits after a crash, not how long its work may take.
+TASK_TIMEOUT = 10
+#: Seconds between two progress reports of a working task.
+PROGRESS_EVERY = 0.25
 #: What a task id may look like; anything else is a 404 without asking Redis.
 TASK_ID = re.compile(r'[0-9A-Za-z_-]{1,64}')
 # The most often the queue panel is refreshed, however busy the queue.
@@ -90,6 +102,7 @@ def state_json(task_id: str, state: TorrelqueTaskState) -> dict[str, Any]:
         'last_dequeue_time': state.last_dequeue_time,
         'last_requeue_time': state.last_requeue_time,
         'release_time': state.release_time,
+        'progress': state.progress,
         'result': state.result,
     }
 
@@ -102,57 +115,35 @@ def encode(data: Any) -> str:
 # -- the consumers -------------------------------------------------------------------------------
 
 
-class Worker:
-    """One consumer: does the demo's tasks, retries and rejects them."""
+class SimulatedFailure(Exception):
+    """The demo's tasks fail by chance: the worker tries them again."""
 
-    def __init__(self, name: str, queue: Torrelque, stop: asyncio.Event, args: argparse.Namespace) -> None:
-        self.name = name
-        self.queue = queue
-        self.stop = stop
-        self.max_attempts = args.max_attempts
-        self.backoff = args.backoff
-        #: Tasks it was working on when told to stop.
-        self.interrupted: list[str] = []
 
-    async def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                await _common.consume(self.queue, self.stop, self.handle)
-            except Exception:
-                # The task in hand, if any, comes back when it goes stale.
-                logger.exception('%s failed; going on in a second', self.name)
-                await _common.sleep_unless(self.stop, 1)
-
-    async def handle(self, batch: list[tuple[str, Any]]) -> None:
-        [(task_id, task)] = batch
-        try:
-            duration = min(max(float(task['duration']), 0), MAX_DURATION)
-            chance = min(max(float(task['failure_chance']), 0), 1)
-        except (TypeError, KeyError, ValueError):
-            # Someone else's task on this queue: not ours to retry.
-            error = {'error': f'not a demo task: {task!r:.200}'}
-            await self.queue.release(task_id, result=error, status=TorrelqueTaskStatus.REJECTED)
-            return
-        attempt = (await self.queue.get_task_state(task_id)).dequeue_count
-        if not await _common.sleep_unless(self.stop, duration):
-            # Requeued once every consumer has stopped taking tasks, or
-            # another one here would take it again at once.
-            self.interrupted.append(task_id)
-            return
-        if random.random() < chance:
-            error = f'Simulated failure ({chance * 100:.0f} in 100 chance) on attempt {attempt}'
-            outcome = await _common.retry_or_reject(
-                self.queue, task_id, error, max_attempts=self.max_attempts, backoff=self.backoff, attempts=attempt
-            )
-            logger.info('%s: task %s failed attempt %d: %s', self.name, task_id, attempt, outcome)
-        else:
-            result = {
-                'message': f'Done in {duration:g} s on attempt {attempt}',
-                'consumer': self.name,
-                'attempts': attempt,
-            }
-            await self.queue.release(task_id, result=result)
-            logger.info('%s: task %s completed on attempt %d', self.name, task_id, attempt)
+async def do_task(task: Any, ctx: TaskContext) -> dict[str, Any]:
+    """The worker's handler: what it returns is the task's result; what it
+    raises fails the attempt."""
+    try:
+        duration = min(max(float(task['duration']), 0), MAX_DURATION)
+        chance = min(max(float(task['failure_chance']), 0), 1)
+    except (TypeError, KeyError, ValueError):
+        # Someone else's task on this queue: not ours to retry.
+        raise Reject(f'not a demo task: {task!r:.200}') from None
+    try:
+        # The work: a sleep, in steps, each reported as a fraction done (the
+        # first one also clears what an earlier attempt reported).
+        steps = max(1, math.ceil(duration / PROGRESS_EVERY))
+        await ctx.progress(0)
+        for step in range(1, steps + 1):
+            await asyncio.sleep(duration / steps)
+            await ctx.progress(round(step / steps, 3))
+    except asyncio.CancelledError:
+        # Stopped with the task in hand: the worker gives it back to the queue.
+        logger.info('Task %s: attempt %d interrupted', ctx.task_id, ctx.attempt)
+        raise
+    if random.random() < chance:
+        raise SimulatedFailure(f'Simulated failure ({chance * 100:.0f} in 100 chance) on attempt {ctx.attempt}')
+    logger.info('Task %s completed on attempt %d', ctx.task_id, ctx.attempt)
+    return {'message': f'Done in {duration:g} s on attempt {ctx.attempt}', 'attempts': ctx.attempt}
 
 
 # -- the queue panel ------------------------------------------------------------------------------
@@ -178,6 +169,8 @@ class QueueMonitor:
             watch = self.queue.watch_queue()
             try:
                 async for event in watch:
+                    if event.event == 'progress':
+                        continue  # the task cards show it; the log keeps to changes of place
                     transition = {
                         'id': event.task_id,
                         'event': event.event,
@@ -355,8 +348,7 @@ class Tasks(JsonHandler):
         if content_type != 'application/json':
             raise ApiError(415, 'send the task as JSON, with Content-Type: application/json')
         task = parse_task(self.request.body)
-        # Time enough for the work, so the sweep never takes it for stale.
-        task_id = await self.queue.enqueue(task, task_timeout=task['duration'] + 30)
+        task_id = await self.queue.enqueue(task, task_timeout=TASK_TIMEOUT)
         self.set_status(201)
         self.set_header('Location', f'/tasks/{task_id}')
         self.finish({'id': task_id, 'state': f'/tasks/{task_id}', 'events': f'/tasks/{task_id}/events'})
@@ -434,28 +426,29 @@ async def main(args: argparse.Namespace, url: str, stop: asyncio.Event) -> int:
         print(f'Cannot listen on {args.host}:{args.port}: {exc}; pass another --port', file=sys.stderr)
         return 1
     async with _common.open_queue(url, args.queue) as (_, queue):
-        queue.schedule_sweep()
+        worker = Worker(
+            queue,
+            do_task,
+            concurrency=args.consumers,
+            max_attempts=args.max_attempts,
+            backoff=args.backoff,
+            grace=args.grace,
+        )
         monitor = QueueMonitor(queue, args.consumers)
         monitoring = asyncio.create_task(monitor.run())
-        workers = [Worker(f'consumer-{i + 1}', queue, stop, args) for i in range(args.consumers)]
-        working = [asyncio.create_task(worker.run()) for worker in workers]
         server = tornado.httpserver.HTTPServer(make_app(queue, monitor, args))
         server.add_sockets(sockets)
         host, port = sockets[0].getsockname()[:2]
         host = f'[{host}]' if ':' in host else host
-        print(f'Demo running at http://{host}:{port}/ (Ctrl-C to stop)')
-
-        await stop.wait()
-        server.stop()  # no new connections
-        monitor.close()
-        monitoring.cancel()
-        # The consumers stop, then what they were working on goes back to
-        # the queue, for whoever runs next.
-        await asyncio.gather(*working, return_exceptions=True)
-        for worker in workers:
-            for task_id in worker.interrupted:
-                await queue.requeue(task_id)
-                logger.info('%s: task %s requeued at shutdown', worker.name, task_id)
+        # `async with` runs the worker (and the sweep) in the background;
+        # leaving the block stops it: no more tasks are taken, and those in
+        # hand get the grace period to finish, then go back to the queue.
+        async with worker:
+            print(f'Demo running at http://{host}:{port}/ (Ctrl-C to stop)')
+            await stop.wait()
+            server.stop()  # no new connections
+            monitor.close()
+            monitoring.cancel()
         # Closing the connections ends their streams, and so their watches.
         await server.close_all_connections()
         with contextlib.suppress(asyncio.CancelledError):
@@ -465,12 +458,14 @@ async def main(args: argparse.Namespace, url: str, stop: asyncio.Event) -> int:
 
 
 def arguments() -> argparse.Namespace:
-    parser = _common.parser(__doc__.partition('\n\nHTTP API')[0], queue='demo', consumers=2)
+    parser = _common.parser(
+        __doc__.partition('\n\nHTTP API')[0], queue='demo', consumers=2, consumers_help='tasks the worker runs at once'
+    )
     parser.add_argument('--host', default='127.0.0.1', help='address to listen on (default: %(default)s)')
     parser.add_argument(
         '--port', type=int, default=8888, help='port to listen on; 0 picks a free one (default: %(default)s)'
     )
-    _common.retry_arguments(parser, backoff=1.0)
+    _common.worker_arguments(parser, backoff=1.0, grace=0)
     parser.add_argument(
         '--watch-timeout',
         type=_common.positive,

@@ -1,9 +1,12 @@
 """The demo app's HTTP API, run as a program on a test server: starting
-tasks, following them over server-sent events, errors, and streams that
-leave nothing behind when the browser goes away."""
+tasks, following them (status and progress) over server-sent events, its
+worker's retries and dead letters, errors, a stop that gives the running
+tasks back, and streams that leave nothing behind when the browser goes
+away."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import signal
@@ -17,8 +20,11 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio
 from example_programs import PRIVATE_REDIS_LINE, Program, demo, port_is_open
 from httpx_sse import connect_sse
+
+from torrelque import Torrelque
 
 # Short retries, so that a failing task is rejected in well under a second.
 MAX_ATTEMPTS = 2
@@ -30,6 +36,7 @@ class Demo:
     url: str
     queue: str
     redis: redis.Redis
+    redis_url: str
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)
@@ -47,6 +54,19 @@ class Demo:
             assert source.response.headers['content-type'].startswith('text/event-stream')
             assert source.response.headers['cache-control'] == 'no-cache'
             return [event.json() for event in source.iter_sse() if event.event == 'state']
+
+    async def enqueue(self, task: Any) -> str:
+        """Enqueues a task past the app, as another producer would."""
+        client = redis.asyncio.Redis.from_url(self.redis_url)
+        try:
+            async with Torrelque(client, queue=self.queue) as queue:
+                return await queue.enqueue(task)
+        finally:
+            await client.aclose()
+
+    def dead(self, task_id: str) -> bool:
+        """Whether the task is in the queue's dead-letter set."""
+        return self.redis.zscore(f'{{{self.queue}}}:dead', task_id) is not None
 
     def subscribers(self, task_id: str) -> int:
         [(_, count)] = self.redis.pubsub_numsub(f'{{{self.queue}}}:task:{task_id}')
@@ -68,7 +88,7 @@ def app(redis_url: str) -> Iterator[Demo]:
     client = redis.Redis.from_url(redis_url)
     try:
         with demo(*args) as (program, url):
-            yield Demo(program, url, queue, client)
+            yield Demo(program, url, queue, client, redis_url)
     finally:
         client.close()
 
@@ -91,14 +111,27 @@ def test_task_completes_and_its_stream_ends(app: Demo) -> None:
     assert [state['final'] for state in states[:-1]] == [False] * (len(states) - 1)
     assert {state['id'] for state in states} == {task_id}
     assert states[-1]['dequeue_count'] == 1
-    assert states[-1]['result']['message'] == 'Done in 0.2 s on attempt 1'
+    assert states[-1]['result'] == {'message': 'Done in 0.2 s on attempt 1', 'attempts': 1}
     # A finished task's stream gives its final state at once, and ends.
     assert [state['status'] for state in app.follow(task_id)] == ['COMPLETED']
     with app.client() as client:
         assert client.get(f'/tasks/{task_id}').json()['status'] == 'COMPLETED'
 
 
-def test_failing_task_is_retried_with_back_off_then_rejected(app: Demo) -> None:
+def test_a_working_task_reports_its_progress(app: Demo) -> None:
+    task_id = app.start(duration=1.5, failure_chance=0)
+    states = app.follow(task_id)
+    working = [state['progress'] for state in states if state['status'] == 'WORKING']
+    # A few reports a second, each a fraction done, growing to the whole.
+    numbers = [progress for progress in working if progress is not None]
+    assert len(numbers) >= 3, working
+    assert numbers == sorted(numbers) and 0 <= numbers[0] < 1 and numbers[-1] == 1
+    assert states[-1]['status'] == 'COMPLETED' and states[-1]['progress'] == 1
+    with app.client() as client:
+        assert client.get(f'/tasks/{task_id}').json()['progress'] == 1
+
+
+def test_failing_task_is_retried_with_back_off_then_buried(app: Demo) -> None:
     # Each attempt takes long enough for the stream to open during the first.
     task_id = app.start(duration=0.5, failure_chance=1)
     states = app.follow(task_id)
@@ -108,10 +141,24 @@ def test_failing_task_is_retried_with_back_off_then_rejected(app: Demo) -> None:
     final = states[-1]
     assert final['dequeue_count'] == MAX_ATTEMPTS
     assert final['requeue_count'] == MAX_ATTEMPTS - 1
-    assert final['result'] == {
-        'error': f'Simulated failure (100 in 100 chance) on attempt {MAX_ATTEMPTS}',
-        'attempts': MAX_ATTEMPTS,
-    }
+    # The worker's error, as the dead-letter set keeps it.
+    error = final['result']
+    assert error['type'] == 'SimulatedFailure'
+    assert error['message'] == f'Simulated failure (100 in 100 chance) on attempt {MAX_ATTEMPTS}'
+    assert error['attempts'] == MAX_ATTEMPTS
+    assert 'SimulatedFailure' in error['traceback']
+    assert app.dead(task_id)
+
+
+def test_a_task_that_is_not_the_demos_is_rejected_at_once(app: Demo) -> None:
+    # Someone else's task on the demo's queue: the handler rejects it, unretried.
+    foreign = asyncio.run(app.enqueue([1, 2]))
+    wait_until(lambda: app.dead(foreign), what='the foreign task is in the dead-letter set')
+    with app.client() as client:
+        state = client.get(f'/tasks/{foreign}').json()
+    assert state['status'] == 'REJECTED' and state['dequeue_count'] == 1
+    assert state['result']['type'] == 'Reject'
+    assert state['result']['message'].startswith('not a demo task: [1, 2]')
 
 
 @pytest.mark.parametrize(
@@ -206,11 +253,49 @@ def test_own_redis_server_and_sigterm_with_a_task_in_hand() -> None:
         with httpx.Client(base_url=url, timeout=30) as client:
             task_id = client.post('/tasks', json={'duration': 30}).json()['id']
             wait_until(lambda: client.get(f'/tasks/{task_id}').json()['status'] == 'WORKING', what='working')
+        started = time.monotonic()
         assert program.stop(signal.SIGTERM) == 0, program.errors
+    # No grace by default: the task in hand is interrupted, not waited for.
+    assert time.monotonic() - started < 10
     assert 'Traceback' not in program.errors, program.errors
-    assert f'task {task_id} requeued at shutdown' in program.errors
+    assert f'Task {task_id}: attempt 1 interrupted' in program.errors
     assert 'Stopped' in program.output
     assert not port_is_open(host, int(port)), 'the private redis-server outlived the demo'
+
+
+@pytest.mark.parametrize('grace', [None, '6'])
+def test_a_stop_gives_the_running_tasks_back_after_the_grace_period(redis_url: str, grace: str | None) -> None:
+    queue = f'demo-{uuid.uuid4().hex[:12]}'
+    args = ['--redis-url', redis_url, '--queue', queue, *(['--grace', grace] if grace else [])]
+    with Program('wait_until_complete.py', '--port', '0', *args) as program:
+        url = program.wait_for(r'running at (http://\S+?)/? ').group(1)
+        with httpx.Client(base_url=url, timeout=30) as client:
+            quick = client.post('/tasks', json={'duration': 3}).json()['id']
+            slow = client.post('/tasks', json={'duration': 30}).json()['id']
+            for task_id in (quick, slow):
+                wait_until(lambda t=task_id: client.get(f'/tasks/{t}').json()['status'] == 'WORKING', what='working')
+        assert program.stop(signal.SIGINT) == 0, program.errors
+    assert 'Traceback' not in program.errors, program.errors
+    client = redis.Redis.from_url(redis_url)
+    try:
+        pending = [task_id.decode() for task_id in client.lrange(f'{{{queue}}}:pending', 0, -1)]
+        assert client.zcard(f'{{{queue}}}:working') == 0
+        states = {
+            task_id: {
+                key.decode(): value.decode() for key, value in client.hgetall(f'{{{queue}}}:task:{task_id}').items()
+            }
+            for task_id in (quick, slow)
+        }
+    finally:
+        client.close()
+    # The slow one never finishes within the grace period: it is back in
+    # pending, as if never taken, for the next run.
+    assert slow in pending and states[slow]['status'] == '0' and 'dequeues' not in states[slow]
+    if grace:
+        # The quick one had time to finish.
+        assert quick not in pending and states[quick]['status'] == '3'
+    else:
+        assert quick in pending and states[quick]['status'] == '0'
 
 
 def test_a_port_in_use_is_one_clear_line(redis_url: str) -> None:

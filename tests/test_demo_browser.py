@@ -1,5 +1,6 @@
 """The demo page in a real (headless) Chromium: a person starts tasks and
-sees them finish. Leaves a screenshot in ``test-artifacts/demo.png``.
+sees them progress and finish. Leaves a screenshot in
+``test-artifacts/demo.png``.
 
 Uses Debian's ``chromium`` at /usr/bin/chromium; skips without it, unless
 ``TORRELQUE_REQUIRE_BROWSER=1`` (as in CI), where that is a failure.
@@ -8,6 +9,7 @@ Uses Debian's ``chromium`` at /usr/bin/chromium; skips without it, unless
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,9 +105,13 @@ def test_a_person_starts_tasks_and_sees_them_finish(page: object) -> None:
     start(page, label='Quarterly report', duration='20', failure='0')
     expect(tasks).to_have_count(3)
     expect(tasks.nth(0).locator('.status')).to_have_text('WORKING')
+    # The handler's progress reports move its card's bar and figure.
+    expect(tasks.nth(0).locator('.task-meta')).to_have_text(re.compile(r'attempt 1 of 2, [1-9]\d*% done'))
+    expect(tasks.nth(0).locator('.progress-fill')).to_have_attribute('style', re.compile(r'width: [1-9]'))
     expect(page.locator('#q-working')).to_have_text('1')
     expect(page.locator('#counters')).to_contain_text('completed1')  # type: ignore[attr-defined]
     expect(page.locator('#counters')).to_contain_text('rejected1')  # type: ignore[attr-defined]
+    expect(page.locator('#counters')).to_contain_text('dead letters1')  # type: ignore[attr-defined]
     expect(page.locator('#log li').first).to_be_visible()  # type: ignore[attr-defined]
 
     ARTIFACTS.mkdir(exist_ok=True)

@@ -57,15 +57,22 @@ async def test_producer_consumer_stops_cleanly_and_loses_nothing(
 ) -> None:
     name = unique_queue('jobs')
     args = ['--rate', '40', '--work', '0.2', '--failure-chance', '0.3', '--backoff', '0.2', '--report-every', '0.2']
+    args += ['--max-attempts', '2']
     with Program('producer_consumer.py', *args, '--redis-url', redis_url, '--queue', name) as program:
-        # Running for real: tasks done, and some retried.
-        program.wait_for(r'completed ([1-9]\d+), retried [1-9]', timeout=60)
+        # Running for real: tasks done, some retried, and some buried after their last attempt.
+        program.wait_for(r'completed ([1-9]\d+), retried [1-9]\d*, dead [1-9]', timeout=60)
         assert program.stop(signal.SIGINT) == 0, program.errors
     assert 'Traceback' not in program.errors, program.errors
-    produced = int(re.search(r'Stopped: produced (\d+)', program.output).group(1))  # type: ignore[union-attr]
+    # The worker logs the failed attempts and the tasks it buries.
+    assert re.search(r'WARNING torrelque.worker: Task \S+ failed attempt 1 of 2 \(WorkFailed: ', program.errors)
+    assert re.search(r'ERROR torrelque.worker: Task \S+ goes to the dead-letter set', program.errors)
+    stopped = re.search(r'Stopped: produced (\d+), completed (\d+), retried (\d+), dead (\d+)', program.output)
+    assert stopped, program.output
+    produced, completed, retried, dead = map(int, stopped.groups())
 
     client = make_client()
-    state = await raw(client, Torrelque(client, queue=name))
+    queue = Torrelque(client, queue=name)
+    state = await raw(client, queue)
     # No task left half-taken: every unfinished one is waiting, in one place.
     assert state.dequeueing == [] and state.working == []
     assert sorted(state.pending + state.delayed) == sorted(state.tasks)
@@ -73,3 +80,10 @@ async def test_producer_consumer_stops_cleanly_and_loses_nothing(
     assert state.stats['enqueued'] == produced
     assert state.stats['released'] == state.stats.get('completed', 0) + state.stats.get('rejected', 0)
     assert state.stats['enqueued'] == state.stats['released'] + len(state.tasks)
+    # What the example reported is what the queue counted; the buried tasks
+    # are kept in the dead-letter set, each with the worker's error.
+    assert (completed, retried, dead) == (state.stats['completed'], state.stats['requeued'], state.stats['dead'])
+    buried = await queue.list_dead(count=dead + 1)
+    assert len(buried) == dead == state.stats['rejected']
+    assert {task.error['type'] for task in buried} == {'WorkFailed'}
+    assert all(task.error['attempts'] == 2 and task.dequeue_count == 2 for task in buried)

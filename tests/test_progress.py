@@ -132,3 +132,12 @@ async def test_progress_with_a_handed_over_lease(queue: Torrelque, make_queue: C
     other = make_queue()
     assert await other.set_progress(str(task_id), 'half', lease=task_id.lease) is True
     assert (await other.get_task_state(task_id)).progress == 'half'
+
+
+async def test_a_new_attempt_starts_without_the_last_ones_progress(queue: Torrelque) -> None:
+    task_id = await working_task(queue)
+    await queue.set_progress(task_id, 1.0)
+    await queue.requeue(task_id)
+    assert (await queue.get_task_state(task_id)).progress == 1.0  # until it is taken again
+    again, _ = await queue.dequeue(timeout=1)
+    assert (await queue.get_task_state(again)).progress is None

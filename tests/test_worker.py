@@ -408,3 +408,13 @@ async def test_while_tasks_are_ready_each_costs_one_script_call(client: redis.as
     assert done == list(range(200))  # in order, one at a time
     assert await calls() - before < 200 + 20
     assert (await queue.get_queue_counters())['completed'] == 200
+
+
+async def test_results_are_kept_for_the_workers_result_ttl(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    async def handle(task: int, ctx: TaskContext) -> int:
+        return task
+
+    first, second = await queue.enqueue(1), await queue.enqueue(2)
+    await asyncio.wait_for(Worker(queue, handle, burst=True, result_ttl=5).run(), 10)
+    for task_id in (first, second):  # one released alone, one with the next task taken
+        assert 0 < await client.pttl(f'{queue.keys["task"]}:{task_id}') <= 5000

@@ -410,7 +410,9 @@ class Torrelque:
             pairs.append((TorrelqueTaskId(task_id, lease_text, dequeue_count, timeout, max_attempts), payload))
         return decoded
 
-    async def _release_and_take(self, task_id: TaskId, result: Any, max_tasks: int) -> tuple[bool, list[TaskPair]]:
+    async def _release_and_take(
+        self, task_id: TaskId, result: Any, max_tasks: int, result_ttl: float | None = None
+    ) -> tuple[bool, list[TaskPair]]:
         """Releases a task as completed (with ``result``, unless ``None``)
         and takes up to ``max_tasks`` ready tasks, in one call: the worker's
         way to free a slot and fill it again. Taking waits for nothing. The
@@ -418,7 +420,8 @@ class Torrelque:
         name, attempt = self._attempt(task_id, None)
         kept = None
         if result is not None:
-            ttl_ms = max(1, _codec.micros(self.result_ttl) // 1000)
+            ttl = self.result_ttl if result_ttl is None else result_ttl
+            ttl_ms = max(1, _codec.micros(ttl) // 1000)
             kept = (self._codec.dumps(result, 'result', self.max_value_bytes), ttl_ms)
         lease = _codec.new_token()
         pairs: list[TaskPair] = []
@@ -463,7 +466,7 @@ class Torrelque:
                 delay = min(2 * delay, 2.0)
             else:
                 if back:
-                    logger.info('Gave %d task(s) back to pending: their dequeue did not reach its caller', back)
+                    logger.info('Gave %d task(s) back to the head of pending', back)
                 return
 
     async def _quarantine(self, task_id: TaskId, lease: bytes, exc: TorrelqueSerialiserError) -> None:

@@ -116,6 +116,8 @@ class Worker:
         runs already).
     :param burst: stop once the queue has nothing ready and nothing runs.
     :param grace: seconds running handlers get to finish at a stop.
+    :param result_ttl: seconds the results are kept; by default the
+        queue's :attr:`~torrelque.Torrelque.result_ttl`.
     :param beat_interval: seconds between the worker's beats in the queue's
         registry of workers (:meth:`~torrelque.Torrelque.list_workers`); it
         drops out of it when three go missing.
@@ -147,6 +149,7 @@ class Worker:
         burst: bool = False,
         grace: float = 30.0,
         beat_interval: float = 5.0,
+        result_ttl: float | None = None,
     ) -> None:
         if not isinstance(queue, Torrelque):
             raise TorrelqueValueError(f'a Torrelque queue is needed, not {type(queue).__name__}')
@@ -180,6 +183,7 @@ class Worker:
         self._burst = bool(burst)
         self._grace = _codec.seconds('grace', grace, positive=False)
         self._beat_interval = _codec.seconds('beat_interval', beat_interval, positive=True)
+        self._result_ttl = None if result_ttl is None else _codec.seconds('result_ttl', result_ttl, positive=True)
         self.id = f'{socket.gethostname()}:{os.getpid()}:{_codec.new_token().decode()[-8:]}'
         self.processed = 0
         self.failed = 0
@@ -404,6 +408,7 @@ class Worker:
                 logger.warning('Task %s: its lease was lost; another attempt owns it now', task_id)
                 return None
             # Stopped: the task goes back to pending at once, as if not taken.
+            logger.info('Task %s goes back to the queue: the worker stopped before its handler finished', task_id)
             with contextlib.suppress(Exception):
                 await self.queue._give_back_now(task_id.lease.encode())
             raise
@@ -464,9 +469,10 @@ class Worker:
         while tasks are ready)."""
         assert self._stopping is not None
         if self._stopping.is_set():
-            await self._settle(self.queue.release(task_id, result=value), task_id, 'release')
+            release = self.queue.release(task_id, result=value, result_ttl=self._result_ttl)
+            await self._settle(release, task_id, 'release')
             return None
-        call = asyncio.ensure_future(self.queue._release_and_take(task_id, value, 1))
+        call = asyncio.ensure_future(self.queue._release_and_take(task_id, value, 1, self._result_ttl))
         try:
             _, taken = await asyncio.shield(call)
         except asyncio.CancelledError:

@@ -7,6 +7,8 @@
 const settings = document.body.dataset;
 const MAX_ATTEMPTS = Number(settings.maxAttempts);
 const BACKOFF = Number(settings.backoff);
+// The worker's longest back-off (its backoff_cap).
+const BACKOFF_CAP = 300;
 // A browser opens at most six connections to one server (HTTP/1.1): leave
 // room for the queue stream and for starting tasks.
 const MAX_TASK_STREAMS = 4;
@@ -15,7 +17,7 @@ const STORE_KEY = `torrelque-demo:${settings.queue}`;
 const COUNTERS = [
   ['enqueued', 'enqueued'], ['dequeued', 'dequeued'], ['requeued', 'requeued'], ['delayed', 'delayed'],
   ['completed', 'completed'], ['rejected', 'rejected'], ['released', 'released'], ['swept_stale', 'swept stale'],
-  ['swept_delayed', 'swept delayed'], ['returned', 'given back'],
+  ['swept_delayed', 'swept delayed'], ['returned', 'given back'], ['dead', 'dead letters'],
 ];
 
 // How the queue's transitions read in the log.
@@ -29,6 +31,8 @@ const EVENTS = {
   due: 'due again',
   returned: 'given back',
   quarantined: 'quarantined',
+  dead: 'buried',
+  revived: 'revived',
 };
 
 const $ = (id) => document.getElementById(id);
@@ -225,6 +229,9 @@ function show(task, state) {
   const { el } = task;
   const status = state.status;
   const changed = setStatus(task, status);
+  // A task just taken still carries what its last attempt reported, until
+  // its handler reports again (at once): its progress counts from the next state.
+  const progress = status === 'WORKING' && !changed && typeof state.progress === 'number' ? state.progress : null;
 
   const params = `${task.duration} s, ${Math.round(task.chance * 100)}% chance of failure`;
   const attempts = state.dequeue_count;
@@ -236,9 +243,11 @@ function show(task, state) {
     detail = attempts ? `attempt ${attempts} failed; waiting for a consumer` : 'waiting for a consumer';
   } else if (status === 'WORKING') {
     detail = `attempt ${attempts} of ${MAX_ATTEMPTS}`;
+    if (progress !== null) detail += `, ${Math.round(progress * 100)}% done`;
   } else if (status === 'DELAYED') {
-    const delay = BACKOFF * 2 ** (attempts - 1);
-    detail = `attempt ${attempts} failed; retrying in ${delay} s`;
+    // The worker's back-off, less a random part of it.
+    const delay = Math.min(BACKOFF_CAP, BACKOFF * 2 ** (attempts - 1));
+    detail = `attempt ${attempts} failed; retrying within ${delay} s`;
   } else {
     detail = `${status === 'COMPLETED' ? 'done' : 'gave up'} after ${plural(attempts, 'attempt')}`;
   }
@@ -247,7 +256,11 @@ function show(task, state) {
   if ('result' in state && state.result !== null && state.result !== undefined) {
     el.querySelector('.task-result').textContent = describe(state.result);
   }
-  if (changed) animate(task, status, state.last_dequeue_time);
+  if (progress !== null) {
+    showProgress(task, progress);
+  } else if (changed) {
+    animate(task, status, attempts === null);
+  }
 }
 
 function describe(result) {
@@ -258,19 +271,28 @@ function describe(result) {
   return JSON.stringify(result);
 }
 
-// The bar of a working task fills over its duration, from the part already
-// done when the page learns of it late (after a reload).
-function animate(task, status, dequeuedAt) {
+// The bar of a working task shows the progress its handler reports, moving
+// smoothly from one report to the next (they come a few times a second).
+function showProgress(task, progress) {
+  const fill = task.el.querySelector('.progress-fill');
+  fill.style.transition = 'width 0.3s linear';
+  fill.style.width = `${100 * Math.min(Math.max(progress, 0), 1)}%`;
+}
+
+// A change of status: a task that starts working shows no progress until
+// its first report, unless it is known from the queue's transitions only
+// (it waits for a stream of its own), whose bar fills over its duration
+// instead; any other status shows its own bar (style.css).
+function animate(task, status, untracked) {
   const fill = task.el.querySelector('.progress-fill');
   fill.style.transition = 'none';
-  if (status !== 'WORKING' || !(task.duration > 0)) {
+  if (status !== 'WORKING' || !untracked || !(task.duration > 0)) {
     fill.style.width = status === 'WORKING' ? '0%' : '';
     return;
   }
-  const elapsed = dequeuedAt ? Math.min(Math.max(Date.now() / 1000 - dequeuedAt, 0), task.duration) : 0;
-  fill.style.width = `${(100 * elapsed) / task.duration}%`;
+  fill.style.width = '0%';
   void fill.offsetWidth; // start the transition from there
-  fill.style.transition = `width ${task.duration - elapsed}s linear`;
+  fill.style.transition = `width ${task.duration}s linear`;
   fill.style.width = '100%';
 }
 

@@ -105,6 +105,7 @@ for _, task in ipairs(found) do
   scores[#scores + 1] = us_text(deadline_us)
   scores[#scores + 1] = id
   redis.call('HSET', state_key, 'status', STATUS_WORKING, 'dequeued', now, 'dequeues', dequeues, 'lease', lease)
+  redis.call('HDEL', state_key, 'progress')  -- a new attempt starts from nothing
   channels[#channels + 1] = task_channel(state_key)
   taken[#taken + 1] = id
   out[#out + 1] = id .. ' ' .. dequeues .. ' ' .. task[6]
