@@ -9,6 +9,7 @@ port and directory (to test persistence and reconnection). Needs the
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import signal
 import socket
@@ -95,8 +96,11 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         """Starts the server and returns once it answers commands (after
-        loading its data, when it has any)."""
+        loading its data, when it has any). It is stopped at the
+        interpreter's exit if nothing stopped it before (a caller that
+        failed on its way out)."""
         self._executor.start()
+        atexit.register(self.stop)
         client = redis.Redis(host=self.host, port=self.port, socket_timeout=5)
         try:
             for _ in range(400):
@@ -113,6 +117,7 @@ class RedisServer:
 
     def stop(self) -> None:
         """Shuts the server down as an operator would (SIGTERM)."""
+        atexit.unregister(self.stop)
         if self._executor.running():
             self._executor.stop()
 
