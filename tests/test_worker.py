@@ -418,3 +418,25 @@ async def test_results_are_kept_for_the_workers_result_ttl(client: redis.asyncio
     await asyncio.wait_for(Worker(queue, handle, burst=True, result_ttl=5).run(), 10)
     for task_id in (first, second):  # one released alone, one with the next task taken
         assert 0 < await client.pttl(f'{queue.keys["task"]}:{task_id}') <= 5000
+
+
+async def test_releases_of_slots_that_finish_together_join_into_one_call(
+    client: redis.asyncio.Redis, queue: Torrelque
+) -> None:
+    done: list[int] = []
+
+    async def handle(task: int, ctx: TaskContext) -> None:
+        done.append(task)
+
+    async with client.pipeline(transaction=False) as pipeline:
+        for n in range(400):
+            await queue.enqueue(n, pipeline=pipeline)
+        await pipeline.execute()
+    stats = await client.info('commandstats')
+    before = sum(int(v['calls']) for k, v in stats.items() if k in ('cmdstat_evalsha', 'cmdstat_eval'))
+    await asyncio.wait_for(Worker(queue, handle, concurrency=8, burst=True, sweep=False, beat_interval=60).run(), 30)
+    stats = await client.info('commandstats')
+    after = sum(int(v['calls']) for k, v in stats.items() if k in ('cmdstat_evalsha', 'cmdstat_eval'))
+    assert sorted(done) == list(range(400))
+    assert after - before < 400 / 4  # about one call per 8 tasks
+    assert (await queue.get_queue_stats()).tasks == 0

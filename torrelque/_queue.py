@@ -411,31 +411,40 @@ class Torrelque:
         return decoded
 
     async def _release_and_take(
-        self, task_id: TaskId, result: Any, max_tasks: int, result_ttl: float | None = None
-    ) -> tuple[bool, list[TaskPair]]:
-        """Releases a task as completed (with ``result``, unless ``None``)
-        and takes up to ``max_tasks`` ready tasks, in one call: the worker's
-        way to free a slot and fill it again. Taking waits for nothing. The
-        tasks taken go back to pending when this fails or is cancelled."""
-        name, attempt = self._attempt(task_id, None)
+        self, task_ids: Sequence[TaskId], result: Any, max_tasks: int, result_ttl: float | None = None
+    ) -> tuple[list[bool], list[TaskPair]]:
+        """Releases tasks as completed (one with ``result``, or several
+        without) and takes up to ``max_tasks`` ready tasks, in one call: the
+        worker's way to free slots and fill them again. Each task taken has a
+        lease of its own (so that one can be given back alone); taking waits
+        for nothing. The tasks taken go back to pending when this fails or
+        is cancelled."""
+        attempts = [self._attempt(task_id, None) for task_id in task_ids]
         kept = None
         if result is not None:
             ttl = self.result_ttl if result_ttl is None else result_ttl
             ttl_ms = max(1, _codec.micros(ttl) // 1000)
             kept = (self._codec.dumps(result, 'result', self.max_value_bytes), ttl_ms)
-        lease = _codec.new_token()
+        leases = [_codec.new_token() for _ in range(max_tasks)]
         pairs: list[TaskPair] = []
+        delivered = []
         try:
-            code, taken, missing = await self._scripts.release_take(
-                name, attempt, _STATUS_ARGS[TorrelqueTaskStatus.COMPLETED], kept, max_tasks, lease
+            codes, replies = await self._scripts.release_take(
+                attempts, _STATUS_ARGS[TorrelqueTaskStatus.COMPLETED], kept, leases
             )
-            self._leases.drop(name, attempt)
-            decoded = await self._decode(taken, missing, lease, pairs)
+            for name, attempt in attempts:
+                self._leases.drop(name, attempt)
+            for (taken, missing), lease in zip(replies, leases, strict=False):
+                delivered.append((await self._decode(taken, missing, lease, pairs), lease))
         except BaseException:
-            self._give_back(lease)
+            for lease in leases:
+                self._give_back(lease)
             raise
-        self._leases.add(decoded, lease, asyncio.get_running_loop().time())
-        return accepted(code, 'Release', name), pairs
+        now = asyncio.get_running_loop().time()
+        for decoded, lease in delivered:
+            self._leases.add(decoded, lease, now)
+        released = [accepted(code, 'Release', name) for code, (name, _) in zip(codes, attempts, strict=True)]
+        return released, pairs
 
     def _give_back(self, lease: bytes) -> None:
         """Gives a dequeue call's tasks back to pending, in the background

@@ -166,7 +166,7 @@ class Scripts:
             k['config'], k['pending'], k['ready'],
         ]  # fmt: skip
         self._limit_keys = [k['config'], k['pending'], k['ready']]
-        self._release_take_keys = self._release_keys + self._dequeue_keys
+        self._release_take_keys = [*self._release_keys, k['wake']]
         self._beat_keys = [k['workers']]
         self._revive_keys = [
             k['dead'], k['tasks'], k['pending'], k['delayed'], k['ready'],
@@ -223,18 +223,27 @@ class Scripts:
         return _taken(self._value(await self._run('dequeue', self._dequeue_keys, args)))
 
     async def release_take(
-        self, task_id: str, lease: bytes, status: bytes, result: tuple[bytes, int] | None, limit: int, take: bytes
-    ) -> tuple[int, list[Taken], list[str]]:
-        """Releases one task and takes up to ``limit`` tasks under the
-        lease ``take``, in one call: the release's code, and what the
-        dequeue returns."""
+        self,
+        attempts: Sequence[tuple[str, bytes]],
+        status: bytes,
+        result: tuple[bytes, int] | None,
+        takes: Sequence[bytes],
+    ) -> tuple[list[int], list[tuple[list[Taken], list[str]]]]:
+        """Releases tasks (one with ``result``, or several without) and
+        takes a task under each lease of ``takes``, in one call: the
+        release's codes, and what each dequeue returned (up to the first
+        that found none)."""
+        release: list[Any] = [status, new_token()]
         if result is None:
-            release = [status, new_token(), b'0', task_id, lease]
+            release.append(b'0')
+            for task_id, lease in attempts:
+                release += (task_id, lease)
         else:
-            release = [status, new_token(), b'1', task_id, lease, result[0], b'%d' % result[1]]
-        args = [b'%d' % len(release), *release, b'%d' % limit, take, b'0']
-        code, reply = self._value(await self._run('release_take', self._release_take_keys, args))
-        return (int(code), *_taken(reply))
+            ((task_id, lease),) = attempts
+            release += (b'1', task_id, lease, result[0], b'%d' % result[1])
+        args = [b'%d' % len(release), *release, *takes]
+        codes, replies = self._value(await self._run('release_take', self._release_take_keys, args))
+        return [int(code) for code in codes], [_taken(reply) for reply in replies]
 
     async def giveback(self, lease: bytes) -> int:
         """Returns the tasks of a dequeue call to pending and voids the call

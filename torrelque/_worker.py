@@ -192,6 +192,9 @@ class Worker:
         self._stopping: asyncio.Event | None = None
         self._now = False  # stop at once, without waiting for the handlers
         self._slot_free: asyncio.Event | None = None
+        # Slots whose releases join into one call, and the calls under way.
+        self._joining: list[tuple[TorrelqueTaskId, asyncio.Future[Any]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
         self._background: asyncio.Task[None] | None = None
 
     @property
@@ -377,11 +380,15 @@ class Worker:
         """Runs tasks in one slot: this one, then each that the release of
         the one before took in the same call."""
         runner = asyncio.current_task()
+        assert self._stopping is not None
         while True:
             after = await self._run_one(task_id, payload)
             if after is None:
                 return
             task_id, payload = after
+            if self._stopping.is_set():  # taken as the stop came: not to be run now
+                self.queue._give_back(task_id.lease.encode())
+                return
             if runner is not None:
                 self._running[runner] = task_id
 
@@ -396,12 +403,12 @@ class Worker:
             spent = Stale(f'every attempt went stale: its consumer died or hung each time, {most} time(s)')
             await self._bury(task_id, ctx, spent, f'{most} attempt(s) went stale')
             return None
-        beating = asyncio.get_running_loop().create_task(self._beat(task_id, asyncio.current_task()))
+        beating = _Heartbeat(self, task_id, asyncio.current_task())
         try:
             try:
                 value = await self._call(payload, ctx)
             finally:
-                beating.cancel()
+                beating.stop()
         except asyncio.CancelledError:
             if task_id.lease in self._lost:
                 self._lost.discard(task_id.lease)
@@ -429,6 +436,10 @@ class Worker:
     async def _call(self, payload: Any, ctx: TaskContext) -> Any:
         """The handler's value; over the time limit, ``TimeLimitExceeded``. (A plain
         function over its limit goes on in its thread, its value ignored.)"""
+        if self._time_limit is None:
+            if self._in_thread:
+                return await asyncio.to_thread(self._handler, payload, ctx)
+            return await self._handler(payload, ctx)
         limit = asyncio.timeout(self._time_limit)
         try:
             async with limit:
@@ -466,28 +477,57 @@ class Worker:
     async def _release(self, task_id: TorrelqueTaskId, value: Any) -> tuple[TorrelqueTaskId, Any] | None:
         """Releases the task and, unless the worker is stopping, takes the
         next one for the slot in the same call (one round trip per task
-        while tasks are ready)."""
+        while tasks are ready). Releases without a result that slots make in
+        the same turn of the event loop join into one call."""
         assert self._stopping is not None
         if self._stopping.is_set():
             release = self.queue.release(task_id, result=value, result_ttl=self._result_ttl)
             await self._settle(release, task_id, 'release')
             return None
-        call = asyncio.ensure_future(self.queue._release_and_take(task_id, value, 1, self._result_ttl))
+        loop = asyncio.get_running_loop()
+        mine: asyncio.Future[tuple[TorrelqueTaskId, Any] | None] = loop.create_future()
+        if value is None:
+            if not self._joining:
+                loop.call_soon(self._send_joined)
+            self._joining.append((task_id, mine))
+        else:
+            self._send([(task_id, mine)], value)
         try:
-            _, taken = await asyncio.shield(call)
+            return await asyncio.shield(mine)
         except asyncio.CancelledError:
-            call.add_done_callback(self._give_back_taken)  # stopped meanwhile: what it takes goes back
+            mine.add_done_callback(self._give_back_taken)  # stopped meanwhile: what it took goes back
             raise
-        except Exception as exc:
-            logger.error('Cannot release task %s (%s): it comes back when stale', task_id, exc)
-            return None
-        return taken[0] if taken else None
 
-    def _give_back_taken(self, call: asyncio.Future[tuple[bool, list[tuple[TorrelqueTaskId, Any]]]]) -> None:
-        if call.cancelled() or call.exception() is not None:
-            return
-        for lease in {task_id.lease for task_id, _ in call.result()[1]}:
-            self.queue._give_back(lease.encode())
+    def _send_joined(self) -> None:
+        joined, self._joining = self._joining, []
+        self._send(joined, None)
+
+    def _send(self, slots: list[tuple[TorrelqueTaskId, asyncio.Future[Any]]], value: Any) -> None:
+        """Releases the slots' tasks, and hands each slot a next task, in
+        one call made by a task of its own (a slot stopped meanwhile does not
+        cut it short)."""
+
+        async def call() -> None:
+            task_ids = [task_id for task_id, _ in slots]
+            try:
+                _, taken = await self.queue._release_and_take(task_ids, value, len(slots), self._result_ttl)
+            except Exception as exc:
+                logger.error('Cannot release task(s) %s (%s): they come back when stale', ', '.join(task_ids), exc)
+                taken = []
+            for i, (_, future) in enumerate(slots):
+                after = taken[i] if i < len(taken) else None
+                if not future.done():
+                    future.set_result(after)
+                elif after is not None:
+                    self.queue._give_back(after[0].lease.encode())
+
+        sending = asyncio.get_running_loop().create_task(call())
+        self._sending.add(sending)
+        sending.add_done_callback(self._sending.discard)
+
+    def _give_back_taken(self, slot: asyncio.Future[tuple[TorrelqueTaskId, Any] | None]) -> None:
+        if not slot.cancelled() and slot.exception() is None and (after := slot.result()) is not None:
+            self.queue._give_back(after[0].lease.encode())
 
     async def _settle(self, call: Awaitable[Any], task_id: TorrelqueTaskId, what: str) -> None:
         """Ends a task's attempt, even when the worker is being stopped
@@ -498,22 +538,39 @@ class Worker:
         except Exception as exc:
             logger.error('Cannot %s task %s (%s): it comes back when stale', what, task_id, exc)
 
-    async def _beat(self, task_id: TorrelqueTaskId, runner: asyncio.Task[Any] | None) -> None:
-        """Extends the task's lease, well before each deadline, while its
-        handler runs; cancels the handler if the lease is lost."""
-        every = self._heartbeat or task_id.timeout / 3
-        while True:
-            await asyncio.sleep(every)
-            try:
-                kept = await self.queue.touch(task_id)
-            except Exception as exc:
-                logger.warning('Cannot extend the lease of task %s (%s); trying again', task_id, exc)
-                continue
-            if not kept:
-                self._lost.add(task_id.lease)
-                if runner is not None:
-                    runner.cancel()
-                return
+
+class _Heartbeat:
+    """Extends a running task's lease, well before each deadline, and
+    cancels its handler if the lease is lost. A timer until a beat is due,
+    not a task: most handlers finish before the first."""
+
+    def __init__(self, worker: Worker, task_id: TorrelqueTaskId, runner: asyncio.Task[Any] | None) -> None:
+        self._worker, self._task_id, self._runner = worker, task_id, runner
+        self._every = worker._heartbeat or task_id.timeout / 3
+        self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_later(self._every, self._due)
+        self._touching: asyncio.Task[None] | None = None
+
+    def _due(self) -> None:
+        self._touching = self._loop.create_task(self._touch())
+
+    async def _touch(self) -> None:
+        try:
+            kept = await self._worker.queue.touch(self._task_id)
+        except Exception as exc:
+            logger.warning('Cannot extend the lease of task %s (%s); trying again', self._task_id, exc)
+            kept = True
+        if not kept:
+            self._worker._lost.add(self._task_id.lease)
+            if self._runner is not None:
+                self._runner.cancel()
+            return
+        self._timer = self._loop.call_later(self._every, self._due)
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        if self._touching is not None:
+            self._touching.cancel()
 
 
 class Stale(Exception):
