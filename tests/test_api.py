@@ -47,10 +47,12 @@ def test_status_values_and_finality() -> None:
         ('DELAYED', 2),
         ('COMPLETED', 3),
         ('REJECTED', 4),
+        ('CANCELLED', 5),  # added: 0.9 has the first five
     ]
     assert [s for s in TorrelqueTaskStatus if s.isfinal()] == [
         TorrelqueTaskStatus.COMPLETED,
         TorrelqueTaskStatus.REJECTED,
+        TorrelqueTaskStatus.CANCELLED,
     ]
 
 
@@ -79,7 +81,7 @@ def test_exception_hierarchy() -> None:
 def test_defaults_and_signatures() -> None:
     """0.9's parameters, in 0.9's order; additions are keyword-only and come last."""
     assert (Torrelque.task_timeout, Torrelque.sweep_interval, Torrelque.result_ttl) == (300, 30, 3600)
-    added = {'enqueue': ['max_attempts'], 'requeue': ['lease'], 'release': ['lease']}
+    added = {'enqueue': ['max_attempts', 'task_id', 'unique_for'], 'requeue': ['lease'], 'release': ['lease']}
     params = {
         'enqueue': ['self', 'task', 'task_timeout', 'delay', 'pipeline'],
         'dequeue': ['self', 'timeout', 'max_tasks'],

@@ -5,6 +5,7 @@ arguments, return values, statuses and exceptions.
 """
 
 from ._errors import (
+    TorrelqueDuplicateError,
     TorrelqueError,
     TorrelqueLagError,
     TorrelqueLookupError,
@@ -35,6 +36,7 @@ __all__ = (
     'TaskContext',
     'Torrelque',
     'TorrelqueDeadTask',
+    'TorrelqueDuplicateError',
     'TorrelqueError',
     'TorrelqueEvent',
     'TorrelqueLagError',

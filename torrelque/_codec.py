@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import re
 from typing import Any
 
 import orjson
@@ -96,6 +97,22 @@ def task_id(value: Any) -> str:
     return value
 
 
+#: What a caller-given task id may hold: no spaces (replies and the sweep
+#: join ids with them) and nothing that is not plain, printable ASCII.
+_CALLER_ID = re.compile(r'[A-Za-z0-9_.:@/+=#~-]{1,200}')
+
+
+def caller_task_id(value: Any) -> bytes:
+    """A task id given to an enqueue: 1 to 200 characters of letters,
+    digits and ``_ . : @ / + = # ~ -``."""
+    if not isinstance(value, str) or not _CALLER_ID.fullmatch(value):
+        raise TorrelqueValueError(
+            'a task_id is 1 to 200 characters of letters, digits and _ . : @ / + = # ~ - '
+            f'(it is part of key names), not {value!r}'
+        )
+    return value.encode()
+
+
 def lease(value: Any) -> bytes:
     """A lease token as given to a method (text or bytes)."""
     if isinstance(value, str):
@@ -113,7 +130,7 @@ def final_status(value: Any) -> TorrelqueTaskStatus:
         status = TorrelqueTaskStatus(value)
     except ValueError:
         raise TorrelqueValueError(f'status must be a TorrelqueTaskStatus, not {value!r}') from None
-    if not status.isfinal():
+    if not status.isfinal() or status is TorrelqueTaskStatus.CANCELLED:
         raise TorrelqueValueError(f'a released task needs a final status (COMPLETED or REJECTED), not {status.name}')
     return status
 

@@ -9,6 +9,7 @@ All derive from one base, so ``except TorrelqueError`` catches them all::
      +-- TorrelqueSerialiserError
      +-- TorrelqueLagError
      +-- TorrelqueOutOfMemoryError  (also redis-py's OutOfMemoryError)
+     +-- TorrelqueDuplicateError
 """
 
 from __future__ import annotations
@@ -66,3 +67,16 @@ class TorrelqueOutOfMemoryError(TorrelqueError, redis.exceptions.OutOfMemoryErro
     free or keep memory (dequeue, release, requeue, touch, sweep, reads)
     go on, so consumers drain a full queue. It is also redis-py's
     ``OutOfMemoryError``, which code written before it catches."""
+
+
+class TorrelqueDuplicateError(TorrelqueError):
+    """An enqueue with a caller-given ``task_id`` found the id taken: a task
+    of that id is pending, delayed or working, its state is kept (a result
+    that has not expired, a dead task), or its ``unique_for`` hold lasts.
+    Nothing was written: the call made no task. (A retry of a call that made
+    the task, after a lost reply, does not raise this.)"""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f'task {task_id} exists already (or its id is held by unique_for): no task was made')
+        #: The id that is taken.
+        self.task_id = task_id

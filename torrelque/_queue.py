@@ -15,6 +15,7 @@ from redis.asyncio.client import Pipeline
 
 from . import _codec
 from ._errors import (
+    TorrelqueDuplicateError,
     TorrelqueError,
     TorrelqueLookupError,
     TorrelqueSerialiserError,
@@ -22,7 +23,7 @@ from ._errors import (
     TorrelqueValueError,
 )
 from ._events import PubSubHub, QueueWatch, TaskWatch, make_state
-from ._scripts import BATCH, RETRY_WINDOW, STANDARD_TIMEOUT, Scripts, Taken, accepted
+from ._scripts import BATCH, RETRY_WINDOW, STANDARD_TIMEOUT, Outcome, Scripts, Taken, accepted
 from ._sweeper import Sweeper
 from ._types import (
     TorrelqueDeadTask,
@@ -52,6 +53,8 @@ COUNTERS = (
     'rejected',
     'dead',
     'revived',
+    'cancelled',
+    'aborted',
     'swept_stale',
     'swept_delayed',
     'undecodable',
@@ -176,6 +179,7 @@ class Torrelque:
         'task': 'task',  # prefix of hashes
         'lease': 'lease',  # prefix of strings
         'gone': 'gone',  # prefix of strings
+        'unique': 'unique',  # prefix of strings
         'dead': 'dead',  # sorted set
         'ready': 'ready',  # list
         'stats': 'stats',  # hash
@@ -183,6 +187,7 @@ class Torrelque:
         'workers': 'workers',  # hash
         'events': 'events',  # pub/sub channel
         'wake': 'wake',  # pub/sub channel
+        'abort': 'abort',  # pub/sub channel
     }
 
     def __init__(
@@ -207,7 +212,7 @@ class Torrelque:
         # databases do not hear each other.
         db = int(client.connection_pool.connection_kwargs.get('db') or 0)
         self._channel_suffix = f'@{db}' if db else ''
-        for role in ('events', 'wake'):
+        for role in ('events', 'wake', 'abort'):
             self.keys[role] += self._channel_suffix
         self._scripts = Scripts(client, self.keys, self._events_refused)
         # A blocking wait ends well within the client's wait for a reply
@@ -277,12 +282,14 @@ class Torrelque:
         delay: float | None = None,
         pipeline: Pipeline | None = None,
         max_attempts: int | None = None,
+        task_id: str | None = None,
+        unique_for: float | None = None,
     ) -> TaskId:
         """Puts a task on the queue.
 
         A call that redis-py retries after its reply was lost makes one task,
-        not two: the id is drawn before the call, and a second run of the
-        same call finds it taken.
+        not two: the id is drawn before the call (or given), and a second
+        run of the same call is recognised.
 
         :param task: the payload; anything the serialiser encodes.
         :param task_timeout: seconds a consumer has, from dequeue, before the
@@ -300,20 +307,47 @@ class Torrelque:
         :param max_attempts: the most times a :class:`~torrelque.Worker`
             tries this task (and the sweep lets it go stale) before it goes
             to the dead-letter set; else the worker's own setting.
+        :param task_id: the task's id, chosen by the caller (an order
+            number, say) instead of drawn at random: while a task of that id
+            is pending, delayed or working, or its state is kept (a result
+            that has not expired, a dead task), no second one is made, and
+            :class:`~torrelque.TorrelqueDuplicateError` says so. In a
+            pipeline, its entry of the results holds ``-4`` instead of
+            ``1`` for a taken id.
+        :param unique_for: with ``task_id``, seconds for which the id stays
+            taken after its task has ended (released, with a result or not,
+            buried or cancelled), so that a producer that sends it again
+            within that time makes nothing.
         :return: the task's id.
+        :raises TorrelqueDuplicateError: ``task_id`` is taken.
         :raises TorrelqueSerialiserError: the serialiser cannot encode the task.
-        :raises TorrelqueValueError: a timeout or delay out of range.
+        :raises TorrelqueValueError: a timeout, delay or id out of range.
         """
         timeout = self.task_timeout
         if task_timeout is not None:
             timeout = _codec.seconds('task_timeout', task_timeout, positive=True)
         delay_us = 0 if delay is None else _codec.micros(_codec.seconds('delay', delay, positive=False))
         most = b'' if max_attempts is None else b'%d' % _codec.count('max_attempts', max_attempts)
+        unique_ms = None
+        if task_id is not None:
+            name = _codec.caller_task_id(task_id)
+            unique_ms = b''
+            if unique_for is not None:
+                unique_ms = b'%d' % max(
+                    1, _codec.micros(_codec.seconds('unique_for', unique_for, positive=True)) // 1000
+                )
+        elif unique_for is not None:
+            raise TorrelqueValueError('unique_for needs a task_id: a drawn id is never sent twice')
+        else:
+            name = _codec.new_task_id()
         payload = self._codec.dumps(task, 'task', self.max_value_bytes)
-        task_id = _codec.new_task_id()
         target = self._target(pipeline)
-        await self._scripts.enqueue(_timeout_arg(timeout), delay_us, most, task_id, payload, target)
-        return task_id.decode()
+        code = await self._scripts.enqueue(
+            _timeout_arg(timeout), delay_us, most, name, payload, target, unique_ms=unique_ms
+        )
+        if code == Outcome.DUPLICATE:
+            raise TorrelqueDuplicateError(name.decode())
+        return name.decode()
 
     async def dequeue(self, timeout: float | None = None, *, max_tasks: int = 1) -> TaskPair | list[TaskPair]:
         """Takes the next task(s) off the queue for processing, waiting in
@@ -800,6 +834,33 @@ class Torrelque:
         """The queue-wide working limit, or ``None``."""
         value = await self._client.hget(self.keys['config'], 'working_limit')
         return None if value is None else int(value)
+
+    async def cancel(self, task_id: TaskId) -> bool:
+        """Cancels a task: a pending or delayed one leaves the queue at once
+        (finding it in ``pending`` takes a scan of the list); a working one
+        is aborted: the :class:`~torrelque.Worker` running it hears of it at
+        once (on the queue's abort channel, ``{queue}:abort``), cancels its
+        handler and ends it, never to be tried again; should its worker be
+        gone, the sweep ends it at its deadline. Either way the task ends as
+        ``CANCELLED``, which its watchers see, and its state is kept for
+        :attr:`result_ttl`. (A consumer of its own may still release an
+        aborted task before it ends.)
+
+        :return: ``True`` when cancelled, or when its abort was asked;
+            ``False`` (and a warning logged) when it is unknown or has ended.
+        """
+        name = str(_codec.task_id(task_id))
+        code = await self._scripts.cancel(name, max(1, _codec.micros(self.result_ttl) // 1000), b'')
+        if code == Outcome.ABORTING:
+            return True
+        return accepted(code, 'Cancel', name)
+
+    async def _end_aborted(self, task_id: TorrelqueTaskId) -> bool:
+        """Ends an aborted attempt as cancelled (its handler was cancelled)."""
+        name, attempt = self._attempt(task_id, None)
+        code = await self._scripts.cancel(name, max(1, _codec.micros(self.result_ttl) // 1000), attempt)
+        self._leases.drop(name, attempt)
+        return accepted(code, 'Cancel', name)
 
     # -- the registry of workers -----------------------------------------------------
 

@@ -27,7 +27,7 @@ logger = logging.getLogger('torrelque')
 #: The scripts, each named after the operation it performs.
 SCRIPT_NAMES = (
     'enqueue', 'dequeue', 'giveback', 'requeue', 'release', 'touch', 'sweep', 'watch', 'quarantine', 'stats',
-    'bury', 'revive', 'purge', 'progress', 'limit', 'beat', 'release_take',
+    'bury', 'revive', 'purge', 'progress', 'limit', 'beat', 'release_take', 'cancel',
 )  # fmt: skip
 
 #: The task timeout (seconds) of a task whose state stores none: states
@@ -74,6 +74,8 @@ class Outcome(enum.IntEnum):
     UNKNOWN = 0
     NOT_WORKING = -1
     LOST = -3
+    DUPLICATE = -4
+    ABORTING = 2
 
 
 _REFUSALS = {
@@ -85,6 +87,7 @@ _REFUSALS = {
         'its attempt no longer owns it: it went stale, was returned to pending and was dequeued again '
         'by another attempt, which alone can move it now'
     ),
+    Outcome.ABORTING: 'it was cancelled: its attempt is to stop (the sweep ends it at its deadline)',
 }
 
 
@@ -135,7 +138,7 @@ class Scripts:
         k = {role: name.encode() for role, name in keys.items()}
         self._enqueue_keys = [
             k['tasks'], k['pending'], k['delayed'], k['stats'],
-            k['events'], k['wake'], k['ready'], k['task'], k['gone'],
+            k['events'], k['wake'], k['ready'], k['task'], k['gone'], k['lease'], k['unique'],
         ]  # fmt: skip
         self._dequeue_keys = [
             k['pending'], k['working'], k['tasks'], k['stats'],
@@ -150,24 +153,28 @@ class Scripts:
         ]  # fmt: skip
         self._release_keys = [
             k['working'], k['tasks'], k['stats'], k['events'], k['task'], k['lease'], k['gone'],
-            k['config'], k['pending'], k['ready'],
+            k['config'], k['pending'], k['ready'], k['unique'],
         ]  # fmt: skip
         self._touch_keys = [k['working'], k['wake'], k['task']]
         self._progress_keys = [k['working'], k['events'], k['task']]
         self._sweep_keys = [
             k['pending'], k['working'], k['delayed'], k['stats'], k['events'],
-            k['ready'], k['task'], k['tasks'], k['dead'],
+            k['ready'], k['task'], k['tasks'], k['dead'], k['unique'],
         ]  # fmt: skip
         self._quarantine_keys = [k['working'], k['tasks'], k['stats'], k['events'], k['task']]
         self._watch_keys = [k['task'], k['events']]
         self._stats_keys = [k['tasks'], k['pending'], k['working'], k['delayed']]
         self._bury_keys = [
             k['working'], k['tasks'], k['dead'], k['stats'], k['events'], k['task'], k['lease'],
-            k['config'], k['pending'], k['ready'],
+            k['config'], k['pending'], k['ready'], k['unique'],
         ]  # fmt: skip
         self._limit_keys = [k['config'], k['pending'], k['ready']]
         self._release_take_keys = [*self._release_keys, k['wake']]
         self._beat_keys = [k['workers']]
+        self._cancel_keys = [
+            k['pending'], k['delayed'], k['working'], k['tasks'], k['stats'], k['events'],
+            k['task'], k['unique'], k['abort'], k['lease'], k['config'], k['ready'],
+        ]  # fmt: skip
         self._revive_keys = [
             k['dead'], k['tasks'], k['pending'], k['delayed'], k['ready'],
             k['stats'], k['events'], k['wake'], k['task'],
@@ -199,16 +206,30 @@ class Scripts:
         task_id: bytes,
         payload: bytes,
         pipeline: Any = None,
-    ) -> None:
+        *,
+        unique_ms: bytes | None = None,
+    ) -> int | None:
         """Enqueues one task (into a pipeline: joined to the previous
         enqueue of the same timeout, delay and most attempts, if that was
-        the last command)."""
+        the last command). ``unique_ms`` (``b''`` for no hold) marks an id
+        the caller gave; the code says whether the call made the task."""
         common = [timeout, b'%d' % delay_us, max_attempts]
         if pipeline is not None:
-            await self._enqueue_batches.add(pipeline, [self.offset, _QUIET, *common], [task_id, payload])
-            return
+            if unique_ms is None:
+                common += (b'', b'')
+                await self._enqueue_batches.add(pipeline, [self.offset, _QUIET, *common], [task_id, payload])
+            else:
+                await self._enqueue_batches.add(
+                    pipeline, [self.offset, _QUIET, *common], [task_id, payload], fresh=unique_ms
+                )
+            return None
+        args = (
+            [*common, b'', b'', task_id, payload]
+            if unique_ms is None
+            else [*common, new_token(), unique_ms, task_id, payload]
+        )
         try:
-            self._value(await self._run('enqueue', self._enqueue_keys, [*common, task_id, payload]))
+            return int(self._value(await self._run('enqueue', self._enqueue_keys, args)))
         except redis.exceptions.OutOfMemoryError as exc:
             raise TorrelqueOutOfMemoryError(
                 'the Redis server is out of memory (maxmemory reached, and no key it may evict): '
@@ -285,6 +306,11 @@ class Scripts:
     async def limit(self, working_limit: int | None) -> None:
         args = [b'' if working_limit is None else b'%d' % working_limit]
         self._value(await self._run('limit', self._limit_keys, args))
+
+    async def cancel(self, task_id: str, ttl_ms: int, lease: bytes) -> int:
+        """Cancels a task, or ends an aborted attempt (``lease``)."""
+        code: int = self._value(await self._run('cancel', self._cancel_keys, [task_id, b'%d' % ttl_ms, lease]))
+        return code
 
     async def beat(self, worker_id: str, info: bytes, ttl_us: int) -> int:
         """Writes a worker's entry in the registry; removes expired ones."""

@@ -26,6 +26,8 @@ class TorrelqueTaskStatus(enum.IntEnum):
     COMPLETED = 3
     #: Released as failed (for good, after the consumer gave up on it).
     REJECTED = 4
+    #: Cancelled (:meth:`~torrelque.Torrelque.cancel`) before it was done.
+    CANCELLED = 5
 
     def isfinal(self) -> bool:
         """Whether the task is out of the queue (released) in this status."""
@@ -182,7 +184,8 @@ class TorrelqueEvent(NamedTuple):
     #: back by a dequeue that was cancelled or failed before its caller got
     #: the task), ``quarantined`` (its payload could not be decoded),
     #: ``progress`` (its consumer reported progress), ``dead`` or
-    #: ``revived`` (into or out of the dead-letter set).
+    #: ``revived`` (into or out of the dead-letter set), ``cancelling``
+    #: (its worker is told to abort it) or ``cancelled``.
     event: str
     #: The task's status after the transition, if known.
     status: TorrelqueTaskStatus | None

@@ -189,6 +189,7 @@ class Worker:
         self.failed = 0
         self._running: dict[asyncio.Task[None], TorrelqueTaskId] = {}
         self._lost: set[str] = set()  # leases found lost by a heartbeat
+        self._aborted: set[str] = set()  # leases of attempts whose task was cancelled
         self._stopping: asyncio.Event | None = None
         self._now = False  # stop at once, without waiting for the handlers
         self._slot_free: asyncio.Event | None = None
@@ -230,6 +231,8 @@ class Worker:
             self.queue.schedule_sweep()
         logger.info('Worker %s on queue %s: %d at a time', self.id, self.queue.name, self.concurrency)
         registered = loop.create_task(self._register())
+        aborts = _Aborts(self)
+        listening = loop.create_task(aborts.listen())
         try:
             await self._take_while_running()
             await self._finish()
@@ -239,8 +242,10 @@ class Worker:
             if swept:
                 self.queue.unschedule_sweep()
             registered.cancel()
+            listening.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await registered
+            aborts.leave()
             with contextlib.suppress(Exception):
                 await self.queue._leave(self.id)
             self._stopping = None
@@ -412,7 +417,14 @@ class Worker:
         except asyncio.CancelledError:
             if task_id.lease in self._lost:
                 self._lost.discard(task_id.lease)
+                _uncancel()
                 logger.warning('Task %s: its lease was lost; another attempt owns it now', task_id)
+                return None
+            if task_id.lease in self._aborted:
+                self._aborted.discard(task_id.lease)
+                _uncancel()
+                logger.info('Task %s was cancelled: its handler was stopped', task_id)
+                await self._settle(self.queue._end_aborted(task_id), task_id, 'end as cancelled')
                 return None
             # Stopped: the task goes back to pending at once, as if not taken.
             logger.info('Task %s goes back to the queue: the worker stopped before its handler finished', task_id)
@@ -537,6 +549,51 @@ class Worker:
             await asyncio.shield(call)
         except Exception as exc:
             logger.error('Cannot %s task %s (%s): it comes back when stale', what, task_id, exc)
+
+
+def _uncancel() -> None:
+    """Takes back the cancellation the worker itself asked of the current
+    task (it was for the handler, which has stopped)."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+
+
+class _Aborts:
+    """Hears, on the queue's abort channel, of tasks cancelled while they
+    work, and cancels the handlers that run them here."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+        self._channel = worker.queue.keys['abort'].encode()
+        self._hub: Any = None
+
+    async def listen(self) -> None:
+        self._hub = self._worker.queue._events()
+        try:
+            await self._hub.join(self._channel, self)
+        except Exception as exc:
+            logger.warning('Cancelled tasks will not be aborted by this worker: %s', exc)
+
+    def leave(self) -> None:
+        if self._hub is not None:
+            self._hub.leave(self._channel, self)
+
+    def on_message(self, data: bytes) -> None:
+        task_id = data.decode(errors='replace')
+        for runner, running in list(self._worker._running.items()):
+            if running == task_id:
+                self._worker._aborted.add(running.lease)
+                runner.cancel()
+
+    def on_resubscribed(self) -> None:
+        pass  # an abort missed meanwhile is ended by the sweep at the task's deadline
+
+    def on_closed(self) -> None:
+        pass
+
+    def on_refused(self, error: Exception) -> None:
+        logger.warning('Cancelled tasks will not be aborted by this worker: %s', error)
 
 
 class _Heartbeat:

@@ -49,10 +49,10 @@ serialiser's raw bytes.
 ]]
 
 -- Return codes shared with torrelque/_scripts.py (Outcome).
-local OK, UNKNOWN, NOT_WORKING, LOST = 1, 0, -1, -3
+local OK, UNKNOWN, NOT_WORKING, LOST, DUPLICATE = 1, 0, -1, -3, -4
 
 local STATUS_PENDING, STATUS_WORKING, STATUS_DELAYED = 0, 1, 2
-local STATUS_REJECTED = 4
+local STATUS_REJECTED, STATUS_CANCELLED = 4, 5
 
 -- Seconds a task has once dequeued when its state stores no `timeout`.
 local DEFAULT_TIMEOUT = 300
@@ -70,6 +70,15 @@ local STATE_FIELDS = {
   'status', 'timeout', 'enqueued', 'dequeues', 'requeues',
   'dequeued', 'requeued', 'released', 'progress',
 }
+
+-- A task that ends keeps its caller-given id taken for the `unique` of its
+-- state (milliseconds, set by an enqueue with unique_for), under the key
+-- "<unique prefix>:<id>".
+local function hold_id(unique_prefix, id, unique_ms)
+  if unique_ms then
+    redis.call('SET', unique_prefix .. ':' .. id, '1', 'PX', unique_ms)
+  end
+end
 
 local function clock_us(offset_us)
   local t = redis.call('TIME')

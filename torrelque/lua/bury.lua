@@ -15,6 +15,7 @@ KEYS[7] lease     prefix of lease records: "<prefix>:<token>"
 KEYS[8] config    hash of the queue's settings (working_limit)
 KEYS[9] pending   list of ids waiting
 KEYS[10] ready    list: the wake-up marker of blocked consumers
+KEYS[11] unique   prefix of the holds of caller-given ids: "<prefix>:<id>"
 ARGV[1] clock offset (integer microseconds)
 ARGV[2] '1': report refused events (see _lib.lua)
 ARGV[3] task id
@@ -65,5 +66,6 @@ redis.call('HINCRBY', stats_key, 'released', 1)
 redis.call('HINCRBY', stats_key, 'rejected', 1)
 redis.call('HINCRBY', stats_key, 'dead', 1)
 room_freed(KEYS[8], KEYS[9], KEYS[10])
+hold_id(KEYS[11], id, redis.call('HGET', state_key, 'unique') or nil)
 publish(events_channel, state_key, id, 'dead', now, nil, result)
 return reply(OK)

@@ -4,10 +4,16 @@ until they are due. One call takes one task, or a batch of tasks with the
 same timeout and delay (consecutive enqueues into one pipeline share a
 call).
 
-The client draws every id at random (95 bits), so an id that is taken
-(its payload, state or tombstone exists) can only be this very call run
-before, its reply lost and the call sent again: it counts as enqueued and
-nothing is written for it.
+Ids drawn by the client (ARGV[6] is ''): 95 random bits, so an id that is
+taken (its payload, state or tombstone exists) can only be this very call
+run before, its reply lost and the call sent again: it counts as enqueued
+and nothing is written for it.
+
+Ids given by the caller (ARGV[6] is the call's token): an id is taken while
+its task is in the queue, its state is kept (a result, a dead task) or its
+`unique` hold lasts; a taken id gets DUPLICATE and nothing is written for
+it. The call's record "<lease prefix>:<token>" (the ids it made, kept for
+RETRY_WINDOW_MS) tells a retry of the call, which gets OK again.
 
 KEYS[1] tasks     hash: id -> serialised payload
 KEYS[2] pending   list of ids waiting (pushed left, popped right)
@@ -18,27 +24,45 @@ KEYS[6] wake      channel that wakes a sleeping scheduled sweep
 KEYS[7] ready     list: the wake-up marker of blocked consumers
 KEYS[8] task      prefix of task state keys: "<prefix>:<id>"
 KEYS[9] gone      prefix of tombstones of tasks removed: "<prefix>:<id>"
+KEYS[10] lease    prefix of call records: "<prefix>:<token>"
+KEYS[11] unique   prefix of the holds of ids: "<prefix>:<id>"
 ARGV[1] clock offset (integer microseconds)
 ARGV[2] '1': report refused events (see _lib.lua)
 ARGV[3] task timeout (seconds), or '' for DEFAULT_TIMEOUT
 ARGV[4] delay (integer microseconds; 0 puts the tasks in pending)
 ARGV[5] the most attempts a worker makes of each task, or ''
-ARGV[6...] two values per task: its id, its serialised payload
+ARGV[6] the call's token when the ids are the caller's, else ''
+ARGV[7] milliseconds an id stays taken after its task ends, or ''
+ARGV[8...] two values per task: its id, its serialised payload
 Returns a list of one code per task (one code, not in a list, when the
-caller reports refused events: a direct call of one task): OK.
+caller reports refused events: a direct call of one task): OK, or
+DUPLICATE.
 ]]
 local tasks_key, pending_key, delayed_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local events_channel, wake_channel, ready_key, task_prefix = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local offset_us, timeout, delay_us, max_attempts = ARGV[1], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local call, unique_ms = ARGV[6], ARGV[7]
+local record_key = KEYS[10] .. ':' .. call
 use_channels(events_channel)
 
 local ids, state_keys, taken_keys, codes = {}, {}, {}, {}
-for i = 6, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   ids[#ids + 1] = ARGV[i]
   state_keys[#state_keys + 1] = task_prefix .. ':' .. ARGV[i]
   taken_keys[#taken_keys + 1] = state_keys[#state_keys]
   taken_keys[#taken_keys + 1] = KEYS[9] .. ':' .. ARGV[i]
   codes[#codes + 1] = OK
+end
+
+if call ~= '' then
+  if redis.call('EXISTS', record_key) == 1 then
+    return reply(REPORT and codes[1] or codes)  -- this call, sent again
+  end
+  -- A caller's id is taken by a live task, a kept state or a hold; not by
+  -- a tombstone (its task was released without a result).
+  for i, id in ipairs(ids) do
+    taken_keys[2 * i] = KEYS[11] .. ':' .. id
+  end
 end
 
 -- Which ids are taken, checked for the whole batch at once; only when one
@@ -51,8 +75,10 @@ for i, id in ipairs(ids) do
     seen[id] = true
     added[#added + 1] = i
     fields[#fields + 1] = id
-    fields[#fields + 1] = ARGV[5 + 2 * i]
+    fields[#fields + 1] = ARGV[7 + 2 * i]
     channels[#channels + 1] = task_channel(state_keys[i])
+  elseif call ~= '' then
+    codes[i] = DUPLICATE
   end
 end
 if #added == 0 then
@@ -90,10 +116,21 @@ if max_attempts ~= '' then
   state[#state + 1] = 'max_attempts'
   state[#state + 1] = max_attempts
 end
+if unique_ms ~= '' then
+  state[#state + 1] = 'unique'
+  state[#state + 1] = unique_ms
+end
 for _, i in ipairs(added) do
   redis.call('HSET', state_keys[i], unpack(state))
 end
 redis.call('HINCRBY', stats_key, 'enqueued', #added)
+if call ~= '' then
+  local made = {}
+  for _, i in ipairs(added) do
+    made[#made + 1] = ids[i]
+  end
+  redis.call('SET', record_key, cjson.encode(made), 'PX', RETRY_WINDOW_MS)
+end
 learn_listeners(channels)
 for _, i in ipairs(added) do
   publish(events_channel, state_keys[i], ids[i], 'enqueued', now)

@@ -17,6 +17,7 @@ KEYS[7] gone      prefix of tombstones: "<prefix>:<id>" -> token of the release 
 KEYS[8] config    hash of the queue's settings (working_limit)
 KEYS[9] pending   list of ids waiting
 KEYS[10] ready    list: the wake-up marker of blocked consumers
+KEYS[11] unique   prefix of the holds of caller-given ids: "<prefix>:<id>"
 ARGV[1] clock offset (integer microseconds)
 ARGV[2] '1': report refused events (see _lib.lua)
 ARGV[3] final status (3 completed, 4 rejected)
@@ -51,9 +52,9 @@ end
 
 -- Which attempts own their working task; the deadlines in one read.
 local deadlines = redis.call('ZMSCORE', working_key, unpack(ids))
-local codes, released, released_keys, records, seen = {}, {}, {}, {}, {}
+local codes, released, released_keys, records, seen, holds = {}, {}, {}, {}, {}, {}
 for i, id in ipairs(ids) do
-  local state = redis.call('HMGET', state_keys[i], 'status', 'lease')
+  local state = redis.call('HMGET', state_keys[i], 'status', 'lease', 'unique')
   if not state[1] and call ~= '' and not deadlines[i] then
     -- No state: removed by a release without a result, perhaps this one.
     local gone = redis.call('GET', gone_prefix .. ':' .. id)
@@ -67,6 +68,7 @@ for i, id in ipairs(ids) do
     codes[i] = OK
     released[#released + 1] = id
     released_keys[#released_keys + 1] = state_keys[i]
+    holds[#holds + 1] = state[3]
     if leases[i] ~= '' then
       records[#records + 1] = lease_prefix .. ':' .. leases[i]
     end
@@ -96,6 +98,9 @@ if #records > 0 then
 end
 redis.call('HINCRBY', stats_key, 'released', #released)
 room_freed(KEYS[8], KEYS[9], KEYS[10])
+for i, id in ipairs(released) do
+  hold_id(KEYS[11], id, holds[i])
+end
 redis.call('HINCRBY', stats_key, counter, #released)
 if with_result then
   local id, state_key, result, ttl_ms = ids[1], state_keys[1], ARGV[8], ARGV[9]

@@ -6,8 +6,8 @@ the functions release_step and take_step (the client builds this script
 from them), each with its own KEYS and ARGV, in that order; each validates
 and reads before it writes, and neither can fail on its input.
 
-KEYS[1..10] the keys of release.lua
-KEYS[11]    wake, the one key of dequeue.lua that release.lua has not
+KEYS[1..11] the keys of release.lua
+KEYS[12]    wake, the one key of dequeue.lua that release.lua has not
 ARGV[1] clock offset (integer microseconds)
 ARGV[2] '1': report refused events (see _lib.lua)
 ARGV[3] how many of the following are release.lua's (from its ARGV[3]);
@@ -16,9 +16,12 @@ Returns {release codes, {dequeue reply...}} (see those scripts): a reply
 for each lease, up to the first dequeue that found nothing.
 ]]
 local split = tonumber(ARGV[3])
-local release_keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]}
+local release_keys = {}
+for i = 1, 11 do
+  release_keys[i] = KEYS[i]
+end
 -- pending, working, tasks, stats, events, wake, ready, task, lease, config
-local take_keys = {KEYS[9], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[11], KEYS[10], KEYS[5], KEYS[6], KEYS[8]}
+local take_keys = {KEYS[9], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[12], KEYS[10], KEYS[5], KEYS[6], KEYS[8]}
 local release_args = {ARGV[1], '0'}
 for i = 4, 3 + split do
   release_args[#release_args + 1] = ARGV[i]

@@ -4,7 +4,8 @@ sweep: one bounded batch of the sweep. Returns to `pending`:
     or too slow; at-least-once delivery runs them again). Their attempt
     loses its lease: its late release or requeue is refused. A stale task
     whose enqueue set max_attempts, and which has had them all, goes to the
-    dead-letter set instead (a task that kills its consumer each time);
+    dead-letter set instead (a task that kills its consumer each time); one
+    that was being aborted (cancel.lua) ends cancelled;
   - due tasks: in `delayed` whose due time has come.
 It also sets the wake-up marker of blocked consumers when ids are pending
 (one lost with a reply comes back here).
@@ -20,6 +21,7 @@ KEYS[6] ready     list: the wake-up marker of blocked consumers
 KEYS[7] task      prefix of task state keys: "<prefix>:<id>"
 KEYS[8] tasks     hash: id -> serialised payload
 KEYS[9] dead      sorted set: id -> time it was buried (microseconds)
+KEYS[10] unique   prefix of the holds of caller-given ids: "<prefix>:<id>"
 ARGV[1] clock offset (integer microseconds)
 ARGV[2] '1': report refused events (see _lib.lua)
 ARGV[3] batch: the most ids this call moves
@@ -40,10 +42,12 @@ if #stale_ids < batch then
   due_ids = redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now, 'LIMIT', 0, batch - #stale_ids)
 end
 -- Stale tasks whose attempts are spent are buried, not returned.
-local returned, spent = {}, {}
+local returned, spent, cancelled = {}, {}, {}
 for _, id in ipairs(stale_ids) do
-  local state = redis.call('HMGET', task_prefix .. ':' .. id, 'max_attempts', 'dequeues')
-  if state[1] and (tonumber(state[2]) or 0) >= tonumber(state[1]) then
+  local state = redis.call('HMGET', task_prefix .. ':' .. id, 'max_attempts', 'dequeues', 'cancel', 'unique')
+  if state[3] then
+    cancelled[#cancelled + 1] = {id, state[3], state[4]}
+  elseif state[1] and (tonumber(state[2]) or 0) >= tonumber(state[1]) then
     spent[#spent + 1] = {id, tonumber(state[2])}
   else
     returned[#returned + 1] = id
@@ -90,6 +94,20 @@ if #spent > 0 then
   for _, counter in ipairs({'released', 'rejected', 'dead', 'swept_stale'}) do
     redis.call('HINCRBY', stats_key, counter, #spent)
   end
+end
+for _, task in ipairs(cancelled) do
+  local id, state_key = task[1], task_prefix .. ':' .. task[1]
+  redis.call('ZREM', working_key, id)
+  redis.call('HDEL', tasks_key, id)
+  redis.call('HDEL', state_key, 'lease', 'cancel')
+  redis.call('HSET', state_key, 'status', STATUS_CANCELLED, 'released', now)
+  redis.call('PEXPIRE', state_key, task[2])
+  hold_id(KEYS[10], id, task[3] or nil)
+  publish(events_channel, state_key, id, 'cancelled', now)
+end
+if #cancelled > 0 then
+  redis.call('HINCRBY', stats_key, 'cancelled', #cancelled)
+  redis.call('HINCRBY', stats_key, 'aborted', #cancelled)
 end
 return_due(due_ids, delayed_key, 'swept_delayed', 'due', false)
 if redis.call('LLEN', pending_key) > 0 then

@@ -12,16 +12,20 @@ ARGV[3] task id
 ARGV[4] lease token of the attempt, or '' for whichever is current
 ARGV[5] timeout for this attempt from now (seconds), or '' for the task's own
 Returns OK; LOST when another attempt owns the task, NOT_WORKING or UNKNOWN
-when it is not working (nothing is written then).
+when it is not working, ABORTING when it was cancelled (cancel.lua; its
+attempt is to stop, and the sweep ends it at its deadline): nothing is
+written then.
 ]]
 local working_key, wake_channel, task_prefix = KEYS[1], KEYS[2], KEYS[3]
 local offset_us, id, lease, timeout = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
 
 local state_key = task_prefix .. ':' .. id
-local state = redis.call('HMGET', state_key, 'status', 'lease', 'timeout')
+local state = redis.call('HMGET', state_key, 'status', 'lease', 'timeout', 'cancel')
 local where = attempt_of(redis.call('ZSCORE', working_key, id), state, lease, '', function() return false end)
 if where ~= 'current' then
   return reply(where)
+elseif state[4] then
+  return reply(2)  -- ABORTING
 end
 
 local now_us = clock_us(offset_us)
