@@ -184,6 +184,7 @@ class Torrelque:
         'ready': 'ready',  # list
         'stats': 'stats',  # hash
         'config': 'config',  # hash
+        'rate': 'rate',  # prefix of strings
         'workers': 'workers',  # hash
         'events': 'events',  # pub/sub channel
         'wake': 'wake',  # pub/sub channel
@@ -379,9 +380,22 @@ class Torrelque:
         deadline = None if timeout is None else loop.time() + timeout
         woken = False
         while True:
-            pairs = await self._take(max_tasks, woken)
+            pairs, rate_wait = await self._take(max_tasks, woken)
             if pairs:
                 return pairs if max_tasks > 1 else pairs[0]
+            if rate_wait:
+                # The rate limit allows no dequeue now: sleep until it does
+                # (an enqueue would not help), then take.
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    raise TorrelqueTimeoutError(f'no task within {timeout} s (the rate limit allowed none)')
+                try:
+                    await asyncio.sleep(rate_wait if remaining is None else min(rate_wait, remaining))
+                except BaseException:
+                    if woken:
+                        self._give_back(b'')  # the marker this call took is for the next consumer
+                    raise
+                continue
             woken = await self._wait_ready(deadline)
             if not woken and deadline is not None and loop.time() >= deadline:
                 raise TorrelqueTimeoutError(f'no task within {timeout} s')
@@ -401,19 +415,21 @@ class Torrelque:
             raise
         return popped is not None
 
-    async def _take(self, max_tasks: int, woken: bool) -> list[TaskPair]:
+    async def _take(self, max_tasks: int, woken: bool) -> tuple[list[TaskPair], float]:
         """Takes ready tasks, decodes them and quarantines those that cannot
         be decoded. Whatever escapes gives every task taken back. ``woken``:
-        this follows a wait that took the wake-up marker."""
+        this follows a wait that took the wake-up marker. Also returns the
+        seconds the rate limit says to wait, when it allowed nothing."""
         pairs: list[TaskPair] = []
         leases: list[bytes] = []
         delivered: list[tuple[list[Taken], bytes]] = []
+        rate_wait = 0.0
         try:
             while len(pairs) < max_tasks:
                 limit = min(max_tasks - len(pairs), BATCH)
                 lease = _codec.new_token()
                 leases.append(lease)
-                taken, missing = await self._scripts.dequeue(limit, lease, woken)
+                taken, missing, rate_wait = await self._scripts.dequeue(limit, lease, woken)
                 delivered.append((await self._decode(taken, missing, lease, pairs), lease))
                 if len(taken) + len(missing) < limit:
                     break
@@ -424,7 +440,7 @@ class Torrelque:
         now = asyncio.get_running_loop().time()
         for decoded, lease in delivered:
             self._leases.add(decoded, lease, now)
-        return pairs
+        return pairs, rate_wait
 
     async def _decode(self, taken: list[Taken], missing: list[str], lease: bytes, pairs: list[TaskPair]) -> list[Taken]:
         """Adds the tasks of a dequeue call to ``pairs``, quarantining those
@@ -826,14 +842,41 @@ class Torrelque:
 
         :raises TorrelqueValueError: a limit below 1.
         """
-        if limit is not None:
-            limit = _codec.count('limit', limit)
-        await self._scripts.limit(limit)
+        value = b'' if limit is None else b'%d' % _codec.count('limit', limit)
+        await self._scripts.limit(b'working_limit', value)
 
     async def get_working_limit(self) -> int | None:
         """The queue-wide working limit, or ``None``."""
         value = await self._client.hget(self.keys['config'], 'working_limit')
         return None if value is None else int(value)
+
+    async def set_rate_limit(self, limit: int | None, per: float = 1.0) -> None:
+        """Sets the queue-wide rate limit: at most ``limit`` dequeues in each
+        window of ``per`` seconds (windows aligned on the server's clock),
+        across every consumer and worker of the queue; ``None`` removes it.
+        The dequeue script counts and enforces it; a consumer that finds the
+        window used up sleeps until the next one (no polling in between).
+        Stored in ``{queue}:config``, with the counts in
+        ``{queue}:rate:<window>``.
+
+        :raises TorrelqueValueError: a limit below 1, or a window out of
+            range (1 ms to a day).
+        """
+        if limit is None:
+            await self._scripts.limit(b'rate_limit', b'')
+            return
+        count = _codec.count('limit', limit)
+        period = _codec.seconds('per', per, positive=True)
+        if not 0.001 <= period <= 86400:
+            raise TorrelqueValueError(f'per must be from 0.001 to 86400 seconds, not {per!r}')
+        await self._scripts.limit(b'rate_limit', b'%d' % count, b'%d' % _codec.micros(period))
+
+    async def get_rate_limit(self) -> tuple[int, float] | None:
+        """The queue-wide rate limit as ``(limit, per)``, or ``None``."""
+        limit, period = await self._client.hmget(self.keys['config'], ['rate_limit', 'rate_period'])
+        if limit is None or period is None:
+            return None
+        return int(limit), int(period) / 1_000_000
 
     async def cancel(self, task_id: TaskId) -> bool:
         """Cancels a task: a pending or delayed one leaves the queue at once

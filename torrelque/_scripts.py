@@ -142,7 +142,7 @@ class Scripts:
         ]  # fmt: skip
         self._dequeue_keys = [
             k['pending'], k['working'], k['tasks'], k['stats'],
-            k['events'], k['wake'], k['ready'], k['task'], k['lease'], k['config'],
+            k['events'], k['wake'], k['ready'], k['task'], k['lease'], k['config'], k['rate'],
         ]  # fmt: skip
         self._giveback_keys = [
             k['pending'], k['working'], k['stats'], k['events'], k['ready'], k['task'], k['lease'],
@@ -169,7 +169,7 @@ class Scripts:
             k['config'], k['pending'], k['ready'], k['unique'],
         ]  # fmt: skip
         self._limit_keys = [k['config'], k['pending'], k['ready']]
-        self._release_take_keys = [*self._release_keys, k['wake']]
+        self._release_take_keys = [*self._release_keys, k['wake'], k['rate']]
         self._beat_keys = [k['workers']]
         self._cancel_keys = [
             k['pending'], k['delayed'], k['working'], k['tasks'], k['stats'], k['events'],
@@ -236,12 +236,16 @@ class Scripts:
                 'the task was not enqueued'
             ) from exc
 
-    async def dequeue(self, limit: int, lease: bytes, woken: bool) -> tuple[list[Taken], list[str]]:
+    async def dequeue(self, limit: int, lease: bytes, woken: bool) -> tuple[list[Taken], list[str], float]:
         """Takes up to ``limit`` tasks under ``lease`` (``woken``: the
         caller took the wake-up marker); also returns the ids that were
-        dropped for having no payload."""
+        dropped for having no payload, and the seconds the rate limit says
+        to wait (0 when it allowed the call)."""
         args = [b'%d' % limit, lease, b'1' if woken else b'0']
-        return _taken(self._value(await self._run('dequeue', self._dequeue_keys, args)))
+        reply = self._value(await self._run('dequeue', self._dequeue_keys, args))
+        if len(reply) == 1:
+            return [], [], int(text(reply[0])[1:]) / 1_000_000
+        return (*_taken(reply), 0.0)
 
     async def release_take(
         self,
@@ -303,9 +307,9 @@ class Scripts:
     async def progress(self, task_id: str, lease: bytes, value: bytes) -> int:
         return int(self._value(await self._run('progress', self._progress_keys, [task_id, lease, value])))
 
-    async def limit(self, working_limit: int | None) -> None:
-        args = [b'' if working_limit is None else b'%d' % working_limit]
-        self._value(await self._run('limit', self._limit_keys, args))
+    async def limit(self, field: bytes, value: bytes, period_us: bytes = b'') -> None:
+        """Sets (or, with ``b''``, removes) a limit of the config hash."""
+        self._value(await self._run('limit', self._limit_keys, [field, value, period_us]))
 
     async def cancel(self, task_id: str, ttl_ms: int, lease: bytes) -> int:
         """Cancels a task, or ends an aborted attempt (``lease``)."""

@@ -261,14 +261,6 @@ end
 -- the marker away, so that blocked consumers sleep rather than poll; each
 -- transition that frees room (a task leaving `working` other than into
 -- `pending`, which sets the marker itself) sets it again.
-local function working_room(config_key, working_key)
-  local limit = tonumber(redis.call('HGET', config_key, 'working_limit'))
-  if limit == nil then
-    return nil
-  end
-  return limit - redis.call('ZCARD', working_key)
-end
-
 local function room_freed(config_key, pending_key, ready_key)
   if redis.call('HEXISTS', config_key, 'working_limit') == 1 then
     mark_ready(pending_key, ready_key)

@@ -21,7 +21,8 @@ KEYS[6] wake      channel that wakes a sleeping scheduled sweep
 KEYS[7] ready     list: the wake-up marker of blocked consumers
 KEYS[8] task      prefix of task state keys: "<prefix>:<id>"
 KEYS[9] lease     prefix of lease records: "<prefix>:<token>"
-KEYS[10] config   hash of the queue's settings (working_limit)
+KEYS[10] config   hash of the queue's settings (working_limit, rate_limit, rate_period)
+KEYS[11] rate     prefix of the rate limit's counters: "<prefix>:<window>"
 ARGV[1] clock offset (integer microseconds)
 ARGV[2] '1': report refused events (see _lib.lua)
 ARGV[3] limit: the most tasks to take
@@ -32,7 +33,9 @@ Returns a flat list, two elements per task (a reply's elements cost the
 client more than its bytes): "<id> <dequeue count> <timeout> <max attempts>"
 (the timeout in seconds, '-' for the default; '-' for no max attempts) and
 the payload, for each task taken;
-"<id>" and '' for each id that was pending but had no payload (dropped).
+"<id>" and '' for each id that was pending but had no payload (dropped);
+or, when the rate limit allows no dequeue now, one element: '~' and the
+microseconds until it does.
 ]]
 local pending_key, working_key, tasks_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local events_channel, wake_channel, ready_key, task_prefix = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -55,13 +58,29 @@ if record then
   return reply(out)
 end
 
-local room = working_room(KEYS[10], working_key)
-if room ~= nil and room < limit then
+local settings = redis.call('HMGET', KEYS[10], 'working_limit', 'rate_limit', 'rate_period')
+if settings[1] then
+  local room = tonumber(settings[1]) - redis.call('ZCARD', working_key)
   if room <= 0 then
     redis.call('DEL', ready_key)  -- woken again when room is freed (room_freed)
     return reply({})
   end
-  limit = room
+  limit = math.min(limit, room)
+end
+local now_us = clock_us(offset_us)
+local now = us_text(now_us)
+-- The rate limit: at most rate_limit dequeues in each window of
+-- rate_period microseconds (windows are aligned on the server's clock).
+local rate_key = nil
+if settings[2] then
+  local period_us = tonumber(settings[3])
+  local window = math.floor(now_us / period_us)
+  rate_key = KEYS[11] .. ':' .. window
+  local allowed = tonumber(settings[2]) - (tonumber(redis.call('GET', rate_key)) or 0)
+  if allowed <= 0 then
+    return reply({'~' .. us_text((window + 1) * period_us - now_us)})
+  end
+  limit = math.min(limit, allowed)
 end
 
 local ids = redis.call('RPOP', pending_key, limit)
@@ -70,8 +89,6 @@ if not ids then
   return reply({})
 end
 
-local now_us = clock_us(offset_us)
-local now = us_text(now_us)
 local payloads = redis.call('HMGET', tasks_key, unpack(ids))
 local found, out, earliest_us = {}, {}, nil
 for i, id in ipairs(ids) do
@@ -114,6 +131,10 @@ end
 redis.call('ZADD', working_key, unpack(scores))
 redis.call('SET', record_key, cjson.encode(taken), 'PX', RETRY_WINDOW_MS)
 redis.call('HINCRBY', stats_key, 'dequeued', #found)
+if rate_key then
+  redis.call('INCRBY', rate_key, #found)
+  redis.call('PEXPIRE', rate_key, math.floor(tonumber(settings[3]) / 1000) + 1000)
+end
 learn_listeners(channels)
 for _, task in ipairs(found) do
   publish(events_channel, task[3], task[1], 'dequeued', now)
