@@ -81,7 +81,11 @@ def test_exception_hierarchy() -> None:
 def test_defaults_and_signatures() -> None:
     """0.9's parameters, in 0.9's order; additions are keyword-only and come last."""
     assert (Torrelque.task_timeout, Torrelque.sweep_interval, Torrelque.result_ttl) == (300, 30, 3600)
-    added = {'enqueue': ['max_attempts', 'task_id', 'unique_for'], 'requeue': ['lease'], 'release': ['lease']}
+    added = {
+        'enqueue': ['max_attempts', 'task_id', 'unique_for', 'replace'],
+        'requeue': ['lease'],
+        'release': ['lease'],
+    }
     params = {
         'enqueue': ['self', 'task', 'task_timeout', 'delay', 'pipeline'],
         'dequeue': ['self', 'timeout', 'max_tasks'],

@@ -94,7 +94,7 @@ async def test_a_retried_enqueue_is_recognised_as_the_same_call(client: redis.as
     """The call sent twice, as redis-py does after a lost reply: the second
     run says OK, not DUPLICATE, and makes nothing."""
     scripts = queue._scripts
-    args = [b'', b'0', b'', b'call-token-1', b'', b'twice', b'"payload"']
+    args = [b'', b'0', b'', b'call-token-1', b'', b'', b'twice', b'"payload"']
     first = await scripts._run('enqueue', scripts._enqueue_keys, args)
     second = await scripts._run('enqueue', scripts._enqueue_keys, args)
     assert (first, second) == (1, 1)
@@ -135,3 +135,49 @@ async def test_bad_ids_are_refused_before_anything_is_sent(
 async def test_unique_for_needs_a_task_id(queue: Torrelque) -> None:
     with pytest.raises(TorrelqueValueError, match='task_id'):
         await queue.enqueue('job', unique_for=10)
+
+
+async def test_replace_updates_a_waiting_task_and_pushes_its_due_time(
+    client: redis.asyncio.Redis, queue: Torrelque
+) -> None:
+    """Debounce: each send moves the task's due time out and keeps the
+    latest payload; there is only ever one task."""
+    await queue.enqueue({'v': 1}, task_id='search-index', delay=5)
+    first_due = await client.zscore(queue.keys['delayed'], 'search-index')
+    await asyncio.sleep(0.01)
+    assert await queue.enqueue({'v': 2}, task_id='search-index', delay=5, replace=True) == 'search-index'
+    assert await client.zscore(queue.keys['delayed'], 'search-index') > first_due
+    await queue.enqueue({'v': 3}, task_id='search-index', replace=True)  # no delay: the due time stays
+    layout = await raw(client, queue)
+    assert (layout.pending, layout.delayed, layout.tasks) == ([], ['search-index'], {'search-index'})
+    await queue.enqueue({'v': 4}, task_id='search-index', delay=0, replace=True)  # now
+    task_id, task = await queue.dequeue(timeout=1)
+    assert (task_id, task) == ('search-index', {'v': 4})
+    counters = await queue.get_queue_counters()
+    assert (counters['enqueued'], counters['replaced']) == (1, 3)
+
+
+async def test_replace_moves_a_pending_task_to_delayed(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    await queue.enqueue('a', task_id='r')
+    await queue.enqueue('b', task_id='r', delay=60, replace=True)
+    layout = await raw(client, queue)
+    assert (layout.pending, layout.delayed) == ([], ['r'])
+    assert (await queue.get_task_state('r')).status is S.DELAYED
+
+
+async def test_replace_makes_the_task_when_the_id_is_free_and_never_touches_a_working_one(
+    queue: Torrelque,
+) -> None:
+    assert await queue.enqueue('new', task_id='w', replace=True) == 'w'
+    await queue.dequeue(timeout=1)
+    with pytest.raises(TorrelqueDuplicateError):
+        await queue.enqueue('late', task_id='w', replace=True)
+    assert (await queue.get_task_state('w')).status is S.WORKING
+
+
+async def test_replace_needs_an_id_and_no_pipeline(client: redis.asyncio.Redis, queue: Torrelque) -> None:
+    with pytest.raises(TorrelqueValueError):
+        await queue.enqueue('x', replace=True)
+    async with client.pipeline() as pipeline:
+        with pytest.raises(TorrelqueValueError):
+            await queue.enqueue('x', task_id='p', replace=True, pipeline=pipeline)

@@ -55,6 +55,7 @@ COUNTERS = (
     'revived',
     'cancelled',
     'aborted',
+    'replaced',
     'swept_stale',
     'swept_delayed',
     'undecodable',
@@ -285,6 +286,7 @@ class Torrelque:
         max_attempts: int | None = None,
         task_id: str | None = None,
         unique_for: float | None = None,
+        replace: bool = False,
     ) -> TaskId:
         """Puts a task on the queue.
 
@@ -319,6 +321,12 @@ class Torrelque:
             taken after its task has ended (released, with a result or not,
             buried or cancelled), so that a producer that sends it again
             within that time makes nothing.
+        :param replace: with ``task_id``, a task of that id that is still
+            pending or delayed is updated instead of refused: it gets this
+            payload and, when ``delay`` is given, the due time now +
+            ``delay`` (``0``: pending now, at the tail), keeping its other
+            settings (debounce). A working or ended task is not touched:
+            :class:`~torrelque.TorrelqueDuplicateError`. Not in a pipeline.
         :return: the task's id.
         :raises TorrelqueDuplicateError: ``task_id`` is taken.
         :raises TorrelqueSerialiserError: the serialiser cannot encode the task.
@@ -327,7 +335,7 @@ class Torrelque:
         timeout = self.task_timeout
         if task_timeout is not None:
             timeout = _codec.seconds('task_timeout', task_timeout, positive=True)
-        delay_us = 0 if delay is None else _codec.micros(_codec.seconds('delay', delay, positive=False))
+        delay_us = None if delay is None else _codec.micros(_codec.seconds('delay', delay, positive=False))
         most = b'' if max_attempts is None else b'%d' % _codec.count('max_attempts', max_attempts)
         unique_ms = None
         if task_id is not None:
@@ -337,14 +345,16 @@ class Torrelque:
                 unique_ms = b'%d' % max(
                     1, _codec.micros(_codec.seconds('unique_for', unique_for, positive=True)) // 1000
                 )
-        elif unique_for is not None:
-            raise TorrelqueValueError('unique_for needs a task_id: a drawn id is never sent twice')
+        elif unique_for is not None or replace:
+            raise TorrelqueValueError('unique_for and replace need a task_id: a drawn id is never sent twice')
         else:
             name = _codec.new_task_id()
+        if replace and pipeline is not None:
+            raise TorrelqueValueError('replace is not for a pipeline: call enqueue() alone')
         payload = self._codec.dumps(task, 'task', self.max_value_bytes)
         target = self._target(pipeline)
         code = await self._scripts.enqueue(
-            _timeout_arg(timeout), delay_us, most, name, payload, target, unique_ms=unique_ms
+            _timeout_arg(timeout), delay_us, most, name, payload, target, unique_ms=unique_ms, replace=bool(replace)
         )
         if code == Outcome.DUPLICATE:
             raise TorrelqueDuplicateError(name.decode())

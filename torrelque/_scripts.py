@@ -201,33 +201,33 @@ class Scripts:
     async def enqueue(
         self,
         timeout: bytes | float,
-        delay_us: int,
+        delay_us: int | None,
         max_attempts: bytes,
         task_id: bytes,
         payload: bytes,
         pipeline: Any = None,
         *,
         unique_ms: bytes | None = None,
+        replace: bool = False,
     ) -> int | None:
         """Enqueues one task (into a pipeline: joined to the previous
         enqueue of the same timeout, delay and most attempts, if that was
         the last command). ``unique_ms`` (``b''`` for no hold) marks an id
         the caller gave; the code says whether the call made the task."""
-        common = [timeout, b'%d' % delay_us, max_attempts]
+        common = [timeout, b'' if delay_us is None else b'%d' % delay_us, max_attempts]
         if pipeline is not None:
             if unique_ms is None:
-                common += (b'', b'')
+                common += (b'', b'', b'')
                 await self._enqueue_batches.add(pipeline, [self.offset, _QUIET, *common], [task_id, payload])
             else:
                 await self._enqueue_batches.add(
-                    pipeline, [self.offset, _QUIET, *common], [task_id, payload], fresh=unique_ms
+                    pipeline, [self.offset, _QUIET, *common], [task_id, payload], fresh=(unique_ms, b'')
                 )
             return None
-        args = (
-            [*common, b'', b'', task_id, payload]
-            if unique_ms is None
-            else [*common, new_token(), unique_ms, task_id, payload]
-        )
+        if unique_ms is None:
+            args = [*common, b'', b'', b'', task_id, payload]
+        else:
+            args = [*common, new_token(), unique_ms, b'1' if replace else b'', task_id, payload]
         try:
             return int(self._value(await self._run('enqueue', self._enqueue_keys, args)))
         except redis.exceptions.OutOfMemoryError as exc:
@@ -290,7 +290,7 @@ class Scripts:
         (into a pipeline: joined to the previous release without a result
         and with the same status, if that was the last command)."""
         if result is None and pipeline is not None:
-            await self._release_batches.add(pipeline, [self.offset, _QUIET, status], [task_id, lease], fresh=b'0')
+            await self._release_batches.add(pipeline, [self.offset, _QUIET, status], [task_id, lease], fresh=(b'0',))
             return None
         if result is None:
             args = [status, new_token(), b'0', task_id, lease]
@@ -387,7 +387,9 @@ class PipelineBatches:
         # values and how many items it holds.
         self._open: weakref.WeakKeyDictionary[Any, tuple[list[Any], tuple[Any, ...], int]] = weakref.WeakKeyDictionary()
 
-    async def add(self, pipeline: Any, common: Sequence[Any], item: Sequence[Any], fresh: bytes | None = None) -> None:
+    async def add(
+        self, pipeline: Any, common: Sequence[Any], item: Sequence[Any], fresh: Sequence[bytes] | None = None
+    ) -> None:
         common = tuple(common)
         stack = getattr(pipeline, 'command_stack', None)
         last = self._open.get(pipeline)
@@ -398,7 +400,7 @@ class PipelineBatches:
                 args.extend(item)
                 self._open[pipeline] = (args, common, count + 1)
                 return
-        opening = () if fresh is None else (new_token(), fresh)
+        opening = () if fresh is None else (new_token(), *fresh)
         await self._script(self._keys, [*common, *opening, *item], client=pipeline)
         stack = getattr(pipeline, 'command_stack', None)
         if isinstance(stack, list) and stack and stack[-1][0][1:2] == (self._script.sha,):

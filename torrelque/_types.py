@@ -185,7 +185,8 @@ class TorrelqueEvent(NamedTuple):
     #: the task), ``quarantined`` (its payload could not be decoded),
     #: ``progress`` (its consumer reported progress), ``dead`` or
     #: ``revived`` (into or out of the dead-letter set), ``cancelling``
-    #: (its worker is told to abort it) or ``cancelled``.
+    #: (its worker is told to abort it), ``cancelled``, or ``replaced``
+    #: (an enqueue with ``replace=True`` updated it).
     event: str
     #: The task's status after the transition, if known.
     status: TorrelqueTaskStatus | None

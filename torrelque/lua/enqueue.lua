@@ -13,7 +13,11 @@ Ids given by the caller (ARGV[6] is the call's token): an id is taken while
 its task is in the queue, its state is kept (a result, a dead task) or its
 `unique` hold lasts; a taken id gets DUPLICATE and nothing is written for
 it. The call's record "<lease prefix>:<token>" (the ids it made, kept for
-RETRY_WINDOW_MS) tells a retry of the call, which gets OK again.
+RETRY_WINDOW_MS) tells a retry of the call, which gets OK again. With
+ARGV[8] '1' (one task, the caller's id), a task of that id that is still
+pending or delayed is replaced instead: its payload becomes this one, and
+with a delay (ARGV[4] not '') its due time becomes now + delay (0: pending
+now, at the tail); it keeps its other settings. It gets REPLACED.
 
 KEYS[1] tasks     hash: id -> serialised payload
 KEYS[2] pending   list of ids waiting (pushed left, popped right)
@@ -33,20 +37,22 @@ ARGV[4] delay (integer microseconds; 0 puts the tasks in pending)
 ARGV[5] the most attempts a worker makes of each task, or ''
 ARGV[6] the call's token when the ids are the caller's, else ''
 ARGV[7] milliseconds an id stays taken after its task ends, or ''
-ARGV[8...] two values per task: its id, its serialised payload
+ARGV[8] '1' to replace a waiting task of the same id, else ''
+ARGV[9...] two values per task: its id, its serialised payload
 Returns a list of one code per task (one code, not in a list, when the
-caller reports refused events: a direct call of one task): OK, or
-DUPLICATE.
+caller reports refused events: a direct call of one task): OK, DUPLICATE
+or REPLACED.
 ]]
 local tasks_key, pending_key, delayed_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local events_channel, wake_channel, ready_key, task_prefix = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local offset_us, timeout, delay_us, max_attempts = ARGV[1], ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local call, unique_ms = ARGV[6], ARGV[7]
+local offset_us, timeout, delay_us, max_attempts = ARGV[1], ARGV[3], tonumber(ARGV[4]) or 0, ARGV[5]
+local call, unique_ms, replace = ARGV[6], ARGV[7], ARGV[8] == '1'
+local REPLACED = 2
 local record_key = KEYS[10] .. ':' .. call
 use_channels(events_channel)
 
 local ids, state_keys, taken_keys, codes = {}, {}, {}, {}
-for i = 8, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   ids[#ids + 1] = ARGV[i]
   state_keys[#state_keys + 1] = task_prefix .. ':' .. ARGV[i]
   taken_keys[#taken_keys + 1] = state_keys[#state_keys]
@@ -75,11 +81,42 @@ for i, id in ipairs(ids) do
     seen[id] = true
     added[#added + 1] = i
     fields[#fields + 1] = id
-    fields[#fields + 1] = ARGV[7 + 2 * i]
+    fields[#fields + 1] = ARGV[8 + 2 * i]
     channels[#channels + 1] = task_channel(state_keys[i])
   elseif call ~= '' then
     codes[i] = DUPLICATE
   end
+end
+if #added == 0 and replace then
+  local id, state_key = ids[1], state_keys[1]
+  local status = tonumber(redis.call('HGET', state_key, 'status'))
+  if not payloads[1] or (status ~= STATUS_PENDING and status ~= STATUS_DELAYED) then
+    return reply(REPORT and codes[1] or codes)  -- working or ended: not touched
+  end
+  local now_us = clock_us(offset_us)
+  redis.call('HSET', tasks_key, id, ARGV[10])
+  if ARGV[4] ~= '' then
+    if delay_us > 0 then
+      local due_us = now_us + delay_us
+      wake_if_earliest(delayed_key, wake_channel, due_us, now_us)
+      if status == STATUS_PENDING then
+        redis.call('LREM', pending_key, 0, id)
+        redis.call('HSET', state_key, 'status', STATUS_DELAYED)
+        redis.call('HINCRBY', stats_key, 'delayed', 1)
+      end
+      redis.call('ZADD', delayed_key, us_text(due_us), id)
+    elseif status == STATUS_DELAYED then
+      redis.call('ZREM', delayed_key, id)
+      redis.call('LPUSH', pending_key, id)
+      arm_ready(ready_key)
+      redis.call('HSET', state_key, 'status', STATUS_PENDING)
+    end
+  end
+  redis.call('SET', record_key, cjson.encode({id}), 'PX', RETRY_WINDOW_MS)
+  redis.call('HINCRBY', stats_key, 'replaced', 1)
+  publish(events_channel, state_key, id, 'replaced', us_text(now_us))
+  codes[1] = REPLACED
+  return reply(REPORT and codes[1] or codes)
 end
 if #added == 0 then
   return reply(REPORT and codes[1] or codes)
