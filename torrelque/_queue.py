@@ -104,6 +104,11 @@ class _LeaseBook:
             self._entries = {key: entry for key, entry in self._entries.items() if entry[2] > now}
             self._prune_at = max(64, 2 * len(self._entries))
 
+    def add_calls(self, delivered: Sequence[tuple[Sequence[Taken], bytes]], now: float) -> None:
+        """Adds what several dequeue calls delivered, each under its lease."""
+        for taken, lease in delivered:
+            self.add(taken, lease, now)
+
     def get(self, task_id: str) -> bytes | None:
         entry = self._entries.get(task_id)
         return None if entry is None else entry[0]
@@ -447,9 +452,7 @@ class Torrelque:
             for lease in leases:
                 self._give_back(lease)
             raise
-        now = asyncio.get_running_loop().time()
-        for decoded, lease in delivered:
-            self._leases.add(decoded, lease, now)
+        self._leases.add_calls(delivered, asyncio.get_running_loop().time())
         return pairs, rate_wait
 
     async def _decode(self, taken: list[Taken], missing: list[str], lease: bytes, pairs: list[TaskPair]) -> list[Taken]:
@@ -500,9 +503,7 @@ class Torrelque:
             for lease in leases:
                 self._give_back(lease)
             raise
-        now = asyncio.get_running_loop().time()
-        for decoded, lease in delivered:
-            self._leases.add(decoded, lease, now)
+        self._leases.add_calls(delivered, asyncio.get_running_loop().time())
         released = [accepted(code, 'Release', name) for code, (name, _) in zip(codes, attempts, strict=True)]
         return released, pairs
 
