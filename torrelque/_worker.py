@@ -230,7 +230,9 @@ class Worker:
         if swept:
             self.queue.schedule_sweep()
         logger.info('Worker %s on queue %s: %d at a time', self.id, self.queue.name, self.concurrency)
-        registered = loop.create_task(self._register())
+        running = asyncio.Event()
+        running.set()
+        registered = loop.create_task(self._register(running))
         aborts = _Aborts(self)
         listening = loop.create_task(aborts.listen())
         try:
@@ -241,10 +243,12 @@ class Worker:
                 loop.remove_signal_handler(number)
             if swept:
                 self.queue.unschedule_sweep()
+            running.clear()
             registered.cancel()
             listening.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await registered
+            # Not awaited without bound: redis-py now and then lets a
+            # cancellation pass and finishes its call first.
+            await asyncio.wait([registered], timeout=0.5)
             aborts.leave()
             with contextlib.suppress(Exception):
                 await self.queue._leave(self.id)
@@ -280,11 +284,11 @@ class Worker:
             task, self._background = self._background, None
             await task
 
-    async def _register(self) -> None:
-        """Beats in the queue's registry of workers while running."""
+    async def _register(self, running: asyncio.Event) -> None:
+        """Beats in the queue's registry of workers while ``running``."""
         host, pid = socket.gethostname(), os.getpid()
         failing = False
-        while True:
+        while running.is_set():
             info = {
                 'host': host, 'pid': pid, 'concurrency': self.concurrency, 'in_flight': len(self._running),
                 'processed': self.processed, 'failed': self.failed,
@@ -315,14 +319,10 @@ class Worker:
             try:
                 await self._first(taking)
             except asyncio.CancelledError:
-                taking.cancel()  # run() cancelled: the dequeue gives back what it took
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await taking
+                await self._drop_take(taking)
                 raise
             if not taking.done():
-                taking.cancel()  # stopped: the dequeue gives back what it took
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await taking
+                await self._drop_take(taking)
                 return
             try:
                 got = taking.result()
@@ -339,6 +339,20 @@ class Worker:
                 runner = asyncio.get_running_loop().create_task(self._run_slot(task_id, payload))
                 self._running[runner] = task_id
                 runner.add_done_callback(self._done)
+
+    async def _drop_take(self, taking: asyncio.Future[list[tuple[TorrelqueTaskId, Any]]]) -> None:
+        """Cancels a dequeue the worker no longer wants; a cancelled dequeue
+        gives back what it took. Now and then redis-py lets a cancellation
+        pass and goes on waiting (up to the block limit, a few seconds): the
+        worker does not wait for it, and gives back whatever it brings."""
+        taking.cancel()
+        await asyncio.wait([taking], timeout=0.5)
+        taking.add_done_callback(self._give_back_got)
+
+    def _give_back_got(self, taking: asyncio.Future[list[tuple[TorrelqueTaskId, Any]]]) -> None:
+        if not taking.cancelled() and taking.exception() is None:
+            for task_id, _ in taking.result():
+                self.queue._give_back(task_id.lease.encode())
 
     async def _first(self, awaitable: Awaitable[Any]) -> None:
         """Waits for ``awaitable`` or the stop, whichever comes first (a
