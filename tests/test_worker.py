@@ -440,21 +440,3 @@ async def test_releases_of_slots_that_finish_together_join_into_one_call(
     assert sorted(done) == list(range(400))
     assert after - before < 400 / 4  # about one call per 8 tasks
     assert (await queue.get_queue_stats()).tasks == 0
-
-
-async def test_a_worker_stopped_as_it_starts_stops_promptly(make_queue: Callable[..., Torrelque]) -> None:
-    """redis-py now and then lets a cancellation pass and finishes its call
-    (a BLPOP of up to 5 s): the stop does not wait for it."""
-
-    async def handle(task: str, ctx: TaskContext) -> None:
-        return None
-
-    loop = asyncio.get_running_loop()
-    for n in range(30):
-        worker = Worker(make_queue(), handle, concurrency=2)
-        running = asyncio.create_task(worker.run(handle_signals=False))
-        await asyncio.sleep(0.001 * (n % 15))
-        started = loop.time()
-        worker.stop()
-        await asyncio.wait_for(running, 5)
-        assert loop.time() - started < 2

@@ -507,6 +507,12 @@ class Torrelque:
         released = [accepted(code, 'Release', name) for code, (name, _) in zip(codes, attempts, strict=True)]
         return released, pairs
 
+    def _outlive(self, task: asyncio.Future[Any]) -> None:
+        """Has :meth:`aclose` wait (a few seconds at most) for a call that
+        a caller no longer waits for."""
+        self._givebacks.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(self._givebacks.discard)
+
     def _give_back(self, lease: bytes) -> None:
         """Gives a dequeue call's tasks back to pending, in the background
         (the caller is being cancelled, or has failed)."""
@@ -1027,12 +1033,15 @@ class Torrelque:
 
     async def aclose(self) -> None:
         """Stops the scheduled sweep, finishes giving back the tasks of
-        cancelled dequeues (for a few seconds at most), and closes the shared
+        cancelled dequeues (and the calls a stopped worker left to end),
+        for a few seconds at most, and closes the shared
         pub/sub connection, ending any watch. The Redis client stays open:
         it is the caller's."""
         await self._sweeper.aclose()
-        if self._givebacks:
-            await asyncio.wait(self._givebacks, timeout=5)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + 6
+        while self._givebacks and loop.time() < give_up:
+            await asyncio.wait(list(self._givebacks), timeout=give_up - loop.time())
         if self._hub is not None:
             hub, self._hub = self._hub, None
             await hub.aclose()

@@ -249,6 +249,7 @@ class Worker:
             # Not awaited without bound: redis-py now and then lets a
             # cancellation pass and finishes its call first.
             await asyncio.wait([registered], timeout=0.5)
+            self.queue._outlive(registered)
             aborts.leave()
             with contextlib.suppress(Exception):
                 await self.queue._leave(self.id)
@@ -348,6 +349,7 @@ class Worker:
         taking.cancel()
         await asyncio.wait([taking], timeout=0.5)
         taking.add_done_callback(self._give_back_got)
+        self.queue._outlive(taking)
 
     def _give_back_got(self, taking: asyncio.Future[list[tuple[TorrelqueTaskId, Any]]]) -> None:
         if not taking.cancelled() and taking.exception() is None:
