@@ -1,5 +1,5 @@
 """What the examples share: their command line, where Redis is, and a clean
-stop on Ctrl-C or SIGTERM. Their consumers are a :class:`torrelque.Worker`
+stop on Ctrl-C, SIGTERM or a closed terminal. Their consumers are a :class:`torrelque.Worker`
 (``producer_consumer.py``, ``wait_until_complete.py``), or a dequeue by hand
 (``batch_processing.py``).
 
@@ -12,8 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import re
 import signal
 import sys
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import redis.asyncio
@@ -130,11 +133,14 @@ def redis_server(url: str | None) -> Iterator[str]:
 def run(main: Main, args: argparse.Namespace) -> None:
     """Runs ``main`` on the chosen Redis server and exits with its code.
 
-    SIGINT (Ctrl-C) and SIGTERM set the ``stop`` event that ``main`` gets,
-    for it to wind down: the examples stop their producers and workers on
-    it. (A worker runs with ``handle_signals=False``, as ``async with
-    worker:`` runs it, so that the signals are handled here only.) Another
-    Ctrl-C a moment later gives up on that and exits at once (code 130).
+    SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal closed) set the
+    ``stop`` event that ``main`` gets, for it to wind down: the examples
+    stop their producers and workers on it, and then the private
+    redis-server stops. (A worker runs with ``handle_signals=False``, as
+    ``async with worker:`` runs it, so that the signals are handled here
+    only.) Another Ctrl-C a moment later gives up on that and exits at once
+    (code 130). Under ``nohup``, which ignores SIGHUP, a closed terminal
+    leaves it running.
     """
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress reaches pipes at once
     with redis_server(args.redis_url) as url:
@@ -151,13 +157,36 @@ def run(main: Main, args: argparse.Namespace) -> None:
 _REPEAT_WINDOW = 1.0
 
 
+def _stop_signals() -> list[signal.Signals]:
+    stops = [signal.SIGINT, signal.SIGTERM]
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # nohup: keep running
+        stops.append(signal.SIGHUP)
+    return stops
+
+
+def _leave_terminal(fds: list[int]) -> None:
+    """After a hang-up every write to the terminal fails (EIO): what would
+    still be printed there goes nowhere instead, so that the stop can run
+    to its end."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in fds:
+            os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
 async def _main_until_stopped(main: Main, args: argparse.Namespace, url: str) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     stopped_at = 0.0
+    terminals = [fd for fd in (sys.stdout.fileno(), sys.stderr.fileno()) if os.isatty(fd)]
+    stops = _stop_signals()
 
     def on_signal(signum: int) -> None:
         nonlocal stopped_at
+        if signum == signal.SIGHUP:
+            _leave_terminal(terminals)
         if not stop.is_set():
             print(f'\n{signal.Signals(signum).name}: stopping (Ctrl-C again to force)', file=sys.stderr, flush=True)
             stopped_at = loop.time()
@@ -165,13 +194,22 @@ async def _main_until_stopped(main: Main, args: argparse.Namespace, url: str) ->
         elif signum == signal.SIGINT and loop.time() - stopped_at > _REPEAT_WINDOW:
             raise KeyboardInterrupt  # out of the event loop, between two steps of its tasks
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in stops:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         return await main(args, url, stop)
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in stops:
             loop.remove_signal_handler(signum)
+
+
+def masked(url: str) -> str:
+    """The URL with its password, if any, shown as ``***``: fit to print."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is not None:
+        host = parts.netloc.rpartition('@')[2]
+        url = url.replace(parts.netloc, f'{parts.username or ""}:***@{host}', 1)
+    return re.sub(r'([?&])password=[^&#]*', r'\1password=***', url)
 
 
 @contextlib.asynccontextmanager
@@ -183,7 +221,7 @@ async def open_queue(url: str, name: str) -> AsyncIterator[tuple[redis.asyncio.R
         try:
             await client.ping()
         except (redis.exceptions.ConnectionError, OSError) as exc:
-            raise SystemExit(f'Cannot reach Redis at {url}: {exc}') from None
+            raise SystemExit(f'Cannot reach Redis at {masked(url)}: {exc}') from None
         async with Torrelque(client, queue=name) as queue:
             yield client, queue
     finally:

@@ -12,22 +12,36 @@ few times a second, and then fails with the task's chance of failure. The
 worker releases a success with the handler's result, tries a failed attempt
 again after an exponential back-off, and after the last attempt buries the
 task in the queue's dead-letter set, rejected with the error as its result.
-The page follows each task (its status and progress) over server-sent
-events fed by ``Torrelque.watch()``, and the queue as a whole (pending,
-working, delayed, counters, transitions) over a stream fed by
-``Torrelque.watch_queue()``. Ctrl-C stops it: the tasks still running after
---grace seconds go back to the queue, for the next run.
+The page has one stream of server-sent events for everything it shows (a
+browser opens at most six connections to a server, for all its tabs): the
+states of its tasks, fed by ``Torrelque.watch()``, and the queue as a whole
+(pending, working, delayed, counters, transitions), fed by
+``Torrelque.watch_queue()``. While that stream is down, or Redis does not
+answer, its cards say that their state is unknown. Ctrl-C (or SIGTERM, or
+closing the terminal) stops it: the tasks still running after --grace
+seconds go back to the queue, for the next run.
 
 HTTP API (JSON; errors are ``{"error": "..."}`` with status 400, 404, 405 or 415):
 
 - ``POST /tasks`` with ``{"duration": 0-60 s, "failure_chance": 0-1,
   "label": "optional text"}``: enqueues a task; 201 ``{"id": ..., "events": ...}``.
 - ``GET /tasks/<id>``: the task's state now.
-- ``GET /tasks/<id>/events``: ``text/event-stream``; a ``state`` event (the
-  task's state as JSON) now and after each change of status or progress,
-  ending after a final one (``COMPLETED`` or ``REJECTED``).
-- ``GET /events``: ``text/event-stream`` of ``queue`` events (counts and
-  counters) and ``transition`` events (every change of every task).
+- ``GET /tasks/<id>/events``: ``text/event-stream`` of one task, for a
+  script (``curl -N``); a ``state`` event (the task's state as JSON) now
+  and after each change of status or progress, ending after a final one
+  (``COMPLETED`` or ``REJECTED``).
+- ``GET /events``: the page's ``text/event-stream``. First a ``hello``
+  event: ``{"stream": "<stream id>", "redis": {"url": ..., "server": ...,
+  "command": ...}}`` (which Redis, without its password, and the
+  ``torrelque`` command that follows the queue); then ``queue`` events
+  (counts and counters), ``transition`` events (every change of every
+  task), ``redis`` events (``{"reachable": false, "error": ...}`` when Redis
+  stops answering, ``{"reachable": true}`` when it is back), and for each
+  task added to the stream its ``state`` events (as above), or one
+  ``unknown`` event (``{"id": ...}``) if the queue does not know it.
+- ``POST /events/<stream id>`` with ``{"follow": ["<task id>", ...]}`` (at
+  most 1000): adds the tasks to that stream; a task added again sends its
+  state now. 204; 404 once the stream has ended.
 """
 
 from __future__ import annotations
@@ -40,12 +54,16 @@ import logging
 import math
 import random
 import re
+import secrets
+import shlex
 import sys
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
 import _common
+import redis.asyncio
+import redis.exceptions
 import tornado.httpserver
 import tornado.iostream
 import tornado.netutil
@@ -68,6 +86,8 @@ HERE = Path(__file__).resolve().parent / 'demo'
 #: The longest task the page may start, in seconds.
 MAX_DURATION = 60
 MAX_LABEL = 80
+#: The most task ids that one request may add to a page's stream.
+MAX_FOLLOW = 1000
 #: Seconds a task's process may be gone before the sweep brings the task
 #: back. The worker extends the lease of each task it runs, so this bounds
 #: how long a task waits after a crash, not how long its work may take.
@@ -146,19 +166,26 @@ async def do_task(task: Any, ctx: TaskContext) -> dict[str, Any]:
     return {'message': f'Done in {duration:g} s on attempt {ctx.attempt}', 'attempts': ctx.attempt}
 
 
-# -- the queue panel ------------------------------------------------------------------------------
+# -- what the page follows ------------------------------------------------------------------------
+
+#: A named event of a stream and its data.
+Message = tuple[str, Any]
+#: What a page's stream sends, in order; ``None`` ends it.
+Inbox = asyncio.Queue[Message | None]
 
 
 class QueueMonitor:
     """Follows the whole queue once for every page: each transition from
-    ``watch_queue()``, and a snapshot of counts and counters whenever
-    transitions happened (at most ten a second) or every two seconds."""
+    ``watch_queue()``, a snapshot of counts and counters whenever
+    transitions happened (at most ten a second) or every two seconds, and
+    whether Redis answers those reads."""
 
     def __init__(self, queue: Torrelque, consumers: int) -> None:
         self.queue = queue
         self.consumers = consumers
         self.latest: dict[str, Any] | None = None
-        self._inboxes: set[asyncio.Queue[tuple[str, Any] | None]] = set()
+        self.reachable: dict[str, Any] = {'reachable': True}
+        self._inboxes: set[Inbox] = set()
         self._changed = asyncio.Event()
 
     async def run(self) -> None:
@@ -193,8 +220,9 @@ class QueueMonitor:
                 stats = await self.queue.get_queue_stats()
                 counters = await self.queue.get_queue_counters()
             except Exception as exc:
-                logger.warning('Cannot read the queue: %s', exc)
+                self._set_reachable(False, str(exc))
             else:
+                self._set_reachable(True)
                 snapshot = {**stats._asdict(), 'counters': counters, 'consumers': self.consumers}
                 if snapshot != self.latest:
                     self.latest = snapshot
@@ -205,29 +233,115 @@ class QueueMonitor:
                     await self._changed.wait()
             await asyncio.sleep(max(0, ready - loop.time()))
 
+    def _set_reachable(self, reachable: bool, error: str | None = None) -> None:
+        if reachable == self.reachable['reachable']:
+            return
+        if reachable:
+            logger.info('Redis answers again')
+            self.reachable = {'reachable': True}
+        else:
+            logger.warning('Cannot read the queue: %s', error)
+            self.reachable = {'reachable': False, 'error': error}
+        self._broadcast('redis', self.reachable)
+
     def _broadcast(self, name: str, data: Any) -> None:
         for inbox in self._inboxes:
             with contextlib.suppress(asyncio.QueueFull):  # a page that does not read misses some
                 inbox.put_nowait((name, data))
 
-    async def listen(self) -> AsyncGenerator[tuple[str, Any]]:
-        """The latest snapshot, then what comes, until :meth:`close`."""
-        inbox: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue(maxsize=1000)
+    def subscribe(self) -> Inbox:
+        """A new inbox of the queue's events: first what is known now
+        (whether Redis answers, the latest snapshot), then what comes,
+        until :meth:`close` or :meth:`unsubscribe`."""
+        inbox: Inbox = asyncio.Queue(maxsize=1000)
+        if not self.reachable['reachable']:
+            inbox.put_nowait(('redis', self.reachable))
         if self.latest is not None:
             inbox.put_nowait(('queue', self.latest))
         self._inboxes.add(inbox)
-        try:
-            while (item := await inbox.get()) is not None:
-                yield item
-        finally:
-            self._inboxes.discard(inbox)
+        return inbox
+
+    def unsubscribe(self, inbox: Inbox) -> None:
+        self._inboxes.discard(inbox)
 
     def close(self) -> None:
-        """Ends every :meth:`listen`."""
+        """Ends every inbox: what is still in it is dropped, and ``None`` put in."""
         for inbox in self._inboxes:
             while not inbox.empty():
                 inbox.get_nowait()
             inbox.put_nowait(None)
+
+
+class PageStream:
+    """What one page listens to, on one connection: the queue's events, and
+    the states of the tasks that the page adds by id. (A browser opens at
+    most six connections to one server, for all its tabs: a stream per task
+    would soon leave none to start tasks with.)"""
+
+    def __init__(self, queue: Torrelque, monitor: QueueMonitor, about: dict[str, str]) -> None:
+        self.id = secrets.token_urlsafe(16)
+        self.queue = queue
+        self.about = about
+        self._monitor = monitor
+        self._inbox = monitor.subscribe()
+        self._watches: dict[str, asyncio.Task[None]] = {}
+
+    def follow(self, task_id: str) -> None:
+        """Sends the task's state now, and again after each change, until a
+        final one. A page asks again when it is back after Redis was away:
+        the watch it had starts over."""
+        if (earlier := self._watches.get(task_id)) is not None:
+            earlier.cancel()
+        self._watches[task_id] = asyncio.create_task(self._watch(task_id))
+
+    async def _watch(self, task_id: str) -> None:
+        while True:
+            watch = self.queue.watch(task_id)
+            try:
+                async for state in watch:
+                    # Waits when the page reads slowly: a state is never dropped.
+                    await self._inbox.put(('state', state_json(task_id, state)))
+                return
+            except TorrelqueLookupError:
+                await self._inbox.put(('unknown', {'id': task_id}))
+                return
+            except TorrelqueError as exc:  # the queue is closing
+                logger.info('Stopped following task %s: %s', task_id, exc)
+                return
+            except redis.exceptions.RedisError as exc:
+                # The first read of its state failed (Redis is not back, or
+                # not quite): a new watch starts again from the state then.
+                logger.warning('Cannot read task %s (%s); trying again', task_id, exc)
+                await asyncio.sleep(1)
+            finally:
+                await watch.aclose()  # unsubscribes, however it ended
+
+    async def events(self) -> AsyncGenerator[Message]:
+        """The stream's events, until the monitor closes."""
+        yield 'hello', {'stream': self.id, 'redis': self.about}
+        while (item := await self._inbox.get()) is not None:
+            yield item
+
+    def close(self) -> None:
+        self._monitor.unsubscribe(self._inbox)
+        for watch in self._watches.values():
+            watch.cancel()
+
+
+async def about_redis(client: redis.asyncio.Redis, url: str, queue: str) -> dict[str, str]:
+    """What the page says of the Redis it uses: its URL (without the
+    password), its server and version, and the command that follows the
+    queue from a shell."""
+    try:
+        info = await client.info('server')
+    except redis.exceptions.ResponseError:  # a user without the right to INFO
+        server = 'version unknown'
+    else:
+        name = str(info.get('server_name') or 'redis')  # Valkey says "valkey"
+        server = f'{name.capitalize()} {info.get(f"{name}_version") or info.get("redis_version")}'
+    shown = _common.masked(url)
+    command = f'torrelque --url {shlex.quote(shown)} tail {shlex.quote(queue)}'
+    return {'url': shown, 'server': server, 'command': command}
 
 
 # -- the web app -----------------------------------------------------------------------------------
@@ -251,6 +365,17 @@ class JsonHandler(tornado.web.RequestHandler):
             raise ApiError(404, 'no such task: a task id is 1 to 64 letters, digits, "-" or "_"')
         return task_id
 
+    def json_body(self) -> Any:
+        """The request's body as JSON (``None`` if it is not JSON); raises
+        :class:`ApiError` (415) for another content type."""
+        content_type = self.request.headers.get('Content-Type', '').partition(';')[0].strip().lower()
+        if content_type != 'application/json':
+            raise ApiError(415, 'send JSON, with Content-Type: application/json')
+        try:
+            return json.loads(self.request.body)
+        except ValueError:
+            return None
+
 
 class NotFound(JsonHandler):
     def prepare(self) -> None:
@@ -265,7 +390,7 @@ class EventStream(JsonHandler):
     _pump: asyncio.Task[None] | None = None
     _gone = False
 
-    async def stream(self, events: AsyncGenerator[tuple[str, Any]]) -> None:
+    async def stream(self, events: AsyncGenerator[Message]) -> None:
         self.set_header('Content-Type', 'text/event-stream; charset=utf-8')
         self.set_header('Cache-Control', 'no-cache')
         self.set_header('X-Accel-Buffering', 'no')
@@ -277,14 +402,17 @@ class EventStream(JsonHandler):
         if not self._pump.cancelled() and (exc := self._pump.exception()) is not None:
             logger.error('Event stream %s failed', self.request.path, exc_info=exc)
 
-    async def _send(self, events: AsyncGenerator[tuple[str, Any]]) -> None:
+    async def _send(self, events: AsyncGenerator[Message]) -> None:
         async with contextlib.aclosing(events):
             with contextlib.suppress(tornado.iostream.StreamClosedError):
                 self.write(': events follow\n\n')  # a comment: the headers go out now
                 await self.flush()
+                # A browser that loses the stream tries again after a second.
+                retry = 'retry: 1000\n'
                 async for name, data in events:
-                    self.write(f'event: {name}\ndata: {encode(data)}\n\n')
+                    self.write(f'{retry}event: {name}\ndata: {encode(data)}\n\n')
                     await self.flush()
+                    retry = ''
 
     def on_connection_close(self) -> None:
         self._gone = True
@@ -309,6 +437,7 @@ class Index(tornado.web.RequestHandler):
             max_attempts=args.max_attempts,
             backoff=args.backoff,
             max_duration=MAX_DURATION,
+            redis=self.settings['about'],
         )
 
 
@@ -321,12 +450,8 @@ def _number(data: dict[str, Any], name: str, default: float, low: float, high: f
     return float(value)
 
 
-def parse_task(body: bytes) -> dict[str, Any]:
-    """A task from a request body; raises :class:`ApiError` (400)."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        data = None
+def parse_task(data: Any) -> dict[str, Any]:
+    """A task from a request's JSON; raises :class:`ApiError` (400)."""
     if not isinstance(data, dict):
         raise ApiError(400, 'the body must be a JSON object such as {"duration": 2, "failure_chance": 0.2}')
     unknown = sorted(set(data) - {'duration', 'failure_chance', 'label'})
@@ -344,10 +469,7 @@ def parse_task(body: bytes) -> dict[str, Any]:
 
 class Tasks(JsonHandler):
     async def post(self) -> None:
-        content_type = self.request.headers.get('Content-Type', '').partition(';')[0].strip().lower()
-        if content_type != 'application/json':
-            raise ApiError(415, 'send the task as JSON, with Content-Type: application/json')
-        task = parse_task(self.request.body)
+        task = parse_task(self.json_body())
         task_id = await self.queue.enqueue(task, task_timeout=TASK_TIMEOUT)
         self.set_status(201)
         self.set_header('Location', f'/tasks/{task_id}')
@@ -380,38 +502,66 @@ class TaskEvents(EventStream):
             await watch.aclose()  # unsubscribes, however the stream ended
 
     @staticmethod
-    async def _states(task_id: str, first: TorrelqueTaskState, watch: Any) -> AsyncGenerator[tuple[str, Any]]:
+    async def _states(task_id: str, first: TorrelqueTaskState, watch: Any) -> AsyncGenerator[Message]:
         try:
             yield 'state', state_json(task_id, first)
             async for state in watch:
                 yield 'state', state_json(task_id, state)
         except TorrelqueTimeoutError:
-            # The stream ends, and the browser reconnects for a fresh watch.
+            # The stream ends; a client may watch again.
             yield 'timeout', {'id': task_id, 'error': 'no final state yet; watch again'}
         except TorrelqueError as exc:  # the queue is closing, or a result cannot be decoded
             yield 'error', {'id': task_id, 'error': str(exc)}
 
 
-class QueueEvents(EventStream):
+class PageEvents(EventStream):
     async def get(self) -> None:
-        monitor: QueueMonitor = self.settings['monitor']
-        await self.stream(monitor.listen())
+        page = PageStream(self.queue, self.settings['monitor'], self.settings['about'])
+        pages: dict[str, PageStream] = self.settings['pages']
+        pages[page.id] = page
+        try:
+            await self.stream(page.events())
+        finally:
+            del pages[page.id]
+            page.close()
 
 
-def make_app(queue: Torrelque, monitor: QueueMonitor, args: argparse.Namespace) -> tornado.web.Application:
+class Follow(JsonHandler):
+    def post(self, stream_id: str) -> None:
+        ids = self.json_body()
+        ids = ids.get('follow') if isinstance(ids, dict) else None
+        if not isinstance(ids, list) or len(ids) > MAX_FOLLOW:
+            raise ApiError(400, f'the body must be {{"follow": [task ids]}}, at most {MAX_FOLLOW} of them')
+        for task_id in ids:
+            if not isinstance(task_id, str) or not TASK_ID.fullmatch(task_id):
+                raise ApiError(400, f'not a task id: {encode(task_id):.80}')
+        page = self.settings['pages'].get(stream_id)
+        if page is None:
+            raise ApiError(404, 'no such stream: it has ended (GET /events opens a new one)')
+        for task_id in ids:
+            page.follow(task_id)
+        self.set_status(204)
+
+
+def make_app(
+    queue: Torrelque, monitor: QueueMonitor, about: dict[str, str], args: argparse.Namespace
+) -> tornado.web.Application:
     return tornado.web.Application(
         [
             (r'/', Index),
             (r'/tasks', Tasks),
             (r'/tasks/([^/]*)', Task),
             (r'/tasks/([^/]*)/events', TaskEvents),
-            (r'/events', QueueEvents),
+            (r'/events', PageEvents),
+            (r'/events/([^/]*)', Follow),
         ],
         template_path=str(HERE),
         static_path=str(HERE),
         default_handler_class=NotFound,
         queue=queue,
         monitor=monitor,
+        about=about,
+        pages={},
         args=args,
     )
 
@@ -425,7 +575,7 @@ async def main(args: argparse.Namespace, url: str, stop: asyncio.Event) -> int:
     except OSError as exc:
         print(f'Cannot listen on {args.host}:{args.port}: {exc}; pass another --port', file=sys.stderr)
         return 1
-    async with _common.open_queue(url, args.queue) as (_, queue):
+    async with _common.open_queue(url, args.queue) as (client, queue):
         worker = Worker(
             queue,
             do_task,
@@ -434,9 +584,10 @@ async def main(args: argparse.Namespace, url: str, stop: asyncio.Event) -> int:
             backoff=args.backoff,
             grace=args.grace,
         )
+        about = await about_redis(client, url, args.queue)
         monitor = QueueMonitor(queue, args.consumers)
         monitoring = asyncio.create_task(monitor.run())
-        server = tornado.httpserver.HTTPServer(make_app(queue, monitor, args))
+        server = tornado.httpserver.HTTPServer(make_app(queue, monitor, about, args))
         server.add_sockets(sockets)
         host, port = sockets[0].getsockname()[:2]
         host = f'[{host}]' if ':' in host else host
@@ -445,6 +596,7 @@ async def main(args: argparse.Namespace, url: str, stop: asyncio.Event) -> int:
         # hand get the grace period to finish, then go back to the queue.
         async with worker:
             print(f'Demo running at http://{host}:{port}/ (Ctrl-C to stop)')
+            print(f'On {about["server"]} at {about["url"]}; follow the queue with: {about["command"]}')
             await stop.wait()
             server.stop()  # no new connections
             monitor.close()
@@ -470,7 +622,7 @@ def arguments() -> argparse.Namespace:
         '--watch-timeout',
         type=_common.positive,
         default=600,
-        help='seconds one task stream may last (default: %(default)s)',
+        help='seconds a stream of one task (GET /tasks/<id>/events) may last (default: %(default)s)',
     )
     args = parser.parse_args()
     if not 0 <= args.port <= 65535:

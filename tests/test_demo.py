@@ -1,30 +1,41 @@
 """The demo app's HTTP API, run as a program on a test server: starting
-tasks, following them (status and progress) over server-sent events, its
-worker's retries and dead letters, errors, a stop that gives the running
-tasks back, and streams that leave nothing behind when the browser goes
-away."""
+tasks, following them (status and progress) over server-sent events, one
+task at a time or many on a page's one stream, its worker's retries and dead
+letters, errors, which Redis it says it uses, a Redis that goes away and
+comes back, a stop (Ctrl-C, SIGTERM, a closed terminal) that gives the
+running tasks back and stops its private redis-server, and streams that
+leave nothing behind when the browser goes away."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
+import os
+import pty
+import re
+import select
 import signal
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
 import redis.asyncio
-from example_programs import PRIVATE_REDIS_LINE, Program, demo, port_is_open
-from httpx_sse import connect_sse
+from example_programs import EXAMPLES, PRIVATE_REDIS_LINE, URL_LINE, Program, demo, port_is_open
+from httpx_sse import ServerSentEvent, connect_sse
 
 from torrelque import Torrelque
+from torrelque.server import RedisServer
 
 # Short retries, so that a failing task is rejected in well under a second.
 MAX_ATTEMPTS = 2
@@ -71,6 +82,36 @@ class Demo:
     def subscribers(self, task_id: str) -> int:
         [(_, count)] = self.redis.pubsub_numsub(f'{{{self.queue}}}:task:{task_id}')
         return int(count)
+
+    @contextlib.contextmanager
+    def page_stream(self) -> Iterator[PageStream]:
+        """The stream a page opens, past its ``hello``."""
+        with self.client() as client, connect_sse(client, 'GET', '/events') as source:
+            assert source.response.headers['content-type'].startswith('text/event-stream')
+            events = source.iter_sse()
+            hello = next(events)
+            assert hello.event == 'hello'
+            yield PageStream(self, hello.json(), events)
+
+
+@dataclass
+class PageStream:
+    app: Demo
+    hello: dict[str, Any]
+    events: Iterator[ServerSentEvent]
+
+    def follow(self, *task_ids: str) -> httpx.Response:
+        with self.app.client() as client:
+            return client.post(f'/events/{self.hello["stream"]}', json={'follow': list(task_ids)})
+
+    def until(self, done: Callable[[ServerSentEvent], bool]) -> list[ServerSentEvent]:
+        """The events up to the first that is ``done``."""
+        seen = []
+        for event in self.events:
+            seen.append(event)
+            if done(event):
+                return seen
+        raise AssertionError(f'the stream ended after {seen}')
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 15, what: str = 'the condition') -> None:
@@ -224,17 +265,16 @@ def test_closing_a_stream_early_ends_its_watch(app: Demo) -> None:
     wait_until(lambda: app.subscribers(task_id) == 0, what='the task channel has no subscriber')
 
 
-def test_queue_stream_reports_counts_and_transitions(app: Demo) -> None:
-    with app.client() as client, connect_sse(client, 'GET', '/events') as source:
-        events = source.iter_sse()
-        first = next(events)
+def test_the_page_stream_reports_counts_and_transitions(app: Demo) -> None:
+    with app.page_stream() as stream:
+        first = next(stream.events)
         assert first.event == 'queue'
         snapshot = first.json()
         assert {'pending', 'working', 'delayed', 'tasks', 'counters', 'consumers'} <= set(snapshot)
         assert snapshot['counters']['enqueued'] >= 0
         task_id = app.start(duration=0.1, failure_chance=0)
         seen: dict[str, Any] = {}
-        for event in events:
+        for event in stream.events:
             data = json.loads(event.data)
             if event.event == 'transition' and data['id'] == task_id:
                 seen[data['event']] = data['status']
@@ -246,21 +286,242 @@ def test_queue_stream_reports_counts_and_transitions(app: Demo) -> None:
         assert client.get(f'/tasks/{task_id}').json()['status'] == 'COMPLETED'
 
 
-def test_own_redis_server_and_sigterm_with_a_task_in_hand() -> None:
-    with Program('wait_until_complete.py', '--port', '0') as program:
+def test_the_page_stream_sends_the_states_of_the_tasks_added_to_it(app: Demo) -> None:
+    with app.page_stream() as stream:
+        quick = app.start(duration=0.5, failure_chance=0)
+        failing = app.start(duration=0.5, failure_chance=1)
+        assert stream.follow(quick, failing, 'NoSuchTask123456').status_code == 204
+        states: dict[str, list[dict[str, Any]]] = {quick: [], failing: []}
+        unknown = []
+
+        def all_told(event: ServerSentEvent) -> bool:
+            if event.event == 'state':
+                states[event.json()['id']].append(event.json())
+            elif event.event == 'unknown':
+                unknown.append(event.json()['id'])
+            return unknown != [] and all(told and told[-1]['final'] for told in states.values())
+
+        stream.until(all_told)
+        assert unknown == ['NoSuchTask123456']
+        assert states[quick][-1]['status'] == 'COMPLETED' and states[quick][-1]['progress'] == 1
+        assert [state['final'] for state in states[quick][:-1]] == [False] * (len(states[quick]) - 1)
+        assert states[failing][-1]['status'] == 'REJECTED'
+        assert 'DELAYED' in [state['status'] for state in states[failing]]
+        # A task added again sends its state now (here its final one, at once).
+        assert stream.follow(quick).status_code == 204
+        [*_, again] = stream.until(lambda event: event.event == 'state')
+        assert again.json() == states[quick][-1]
+
+
+def test_a_page_stream_that_ends_leaves_no_watch(app: Demo) -> None:
+    task_id = app.start(duration=5, failure_chance=0)
+    with app.page_stream() as stream:
+        assert stream.follow(task_id).status_code == 204
+        stream.until(lambda event: event.event == 'state')
+        assert app.subscribers(task_id) == 1
+        ended = stream.hello['stream']
+    # The page went away mid-task: the app unsubscribes at once, and the stream is gone.
+    wait_until(lambda: app.subscribers(task_id) == 0, what='the task channel has no subscriber')
+    with app.client() as client:
+        response = client.post(f'/events/{ended}', json={'follow': [task_id]})
+    assert response.status_code == 404
+    assert response.json()['error'].startswith('no such stream')
+
+
+@pytest.mark.parametrize(
+    ('body', 'status', 'message'),
+    [
+        ('{"follow": "abc"}', 400, 'the body must be {"follow": [task ids]}'),
+        ('{"tasks": ["abc"]}', 400, 'the body must be {"follow": [task ids]}'),
+        ('{"follow": ["' + '","'.join(['x'] * 1001) + '"]}', 400, 'at most 1000 of them'),
+        ('{"follow": ["not an id"]}', 400, 'not a task id: "not an id"'),
+        ('{"follow": [5]}', 400, 'not a task id: 5'),
+        ('not json', 400, 'the body must be'),
+    ],
+)
+def test_adding_tasks_to_a_stream_checks_what_it_gets(app: Demo, body: str, status: int, message: str) -> None:
+    with app.page_stream() as stream, app.client() as client:
+        response = client.post(
+            f'/events/{stream.hello["stream"]}', content=body, headers={'Content-Type': 'application/json'}
+        )
+        assert response.status_code == status
+        assert message in response.json()['error']
+        assert client.post(f'/events/{stream.hello["stream"]}', data={'follow': 'x'}).status_code == 415
+        assert client.post('/events/NoSuchStream', json={'follow': []}).status_code == 404
+
+
+def test_the_page_says_which_redis_it_uses_and_the_command_that_follows_its_queue(app: Demo) -> None:
+    version = app.redis.info('server')['redis_version']
+    command = f'torrelque --url {app.redis_url} tail {app.queue}'
+    with app.client() as client:
+        page = client.get('/').text
+    assert f'<code id="redis-url">{app.redis_url}</code>' in page
+    assert f'<span id="redis-server">Redis {version}</span>' in page
+    assert f'<code id="cli-command" class="command">{command}</code>' in page
+    with app.page_stream() as stream:
+        assert stream.hello['redis'] == {'url': app.redis_url, 'server': f'Redis {version}', 'command': command}
+    assert f'follow the queue with: {command}' in app.program.output
+
+
+def test_the_page_shows_no_password(make_server: Callable[..., RedisServer]) -> None:
+    server = make_server(config={'requirepass': 'hush-hush'})
+    url = f'redis://:hush-hush@{server.host}:{server.port}/0'
+    shown = f'redis://:***@{server.host}:{server.port}/0'
+    with demo('--redis-url', url) as (program, base), httpx.Client(base_url=base, timeout=30) as client:
+        page = html.unescape(client.get('/').text)
+        assert f'<code id="redis-url">{shown}</code>' in page
+        assert f"torrelque --url '{shown}' tail demo" in page
+        assert 'hush-hush' not in page
+        # It works on that server, all the same.
+        task_id = client.post('/tasks', json={'duration': 0}).json()['id']
+        wait_until(lambda: client.get(f'/tasks/{task_id}').json()['status'] == 'COMPLETED', what='done')
+    assert 'hush-hush' not in program.output + program.errors
+
+
+def test_the_page_stream_says_when_redis_is_gone_and_back(make_server: Callable[..., RedisServer]) -> None:
+    server = make_server(persistence=True)  # the task is still there after the restart
+    with Program('wait_until_complete.py', '--port', '0', '--redis-url', server.url) as program:
+        app = Demo(program, program.wait_for(URL_LINE).group(1), 'demo', redis.Redis.from_url(server.url), server.url)
+        try:
+            task_id = app.start(duration=30, failure_chance=0)
+        finally:
+            app.redis.close()
+        with app.page_stream() as stream:
+            assert stream.follow(task_id).status_code == 204
+            stream.until(lambda event: event.event == 'state' and event.json()['status'] == 'WORKING')
+            server.stop()
+            [*_, gone] = stream.until(lambda event: event.event == 'redis')
+            assert gone.json()['reachable'] is False and gone.json()['error']
+            server.start()
+            [*_, back] = stream.until(lambda event: event.event == 'redis')
+            assert back.json() == {'reachable': True}
+            # What a page does then: it asks for the states anew.
+            assert stream.follow(task_id).status_code == 204
+            [*_, state] = stream.until(lambda event: event.event == 'state')
+            assert state.json()['id'] == task_id and state.json()['status'] in ('PENDING', 'WORKING', 'DELAYED')
+        assert program.stop() == 0, program.errors
+    assert 'Redis answers again' in program.errors
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGHUP], ids=['SIGTERM', 'SIGHUP'])
+def test_own_redis_server_and_a_stop_signal_with_a_task_in_hand(signum: signal.Signals) -> None:
+    with Program('wait_until_complete.py', '--port', '0') as program, stopped_at_the_end(program.process) as servers:
         url = program.wait_for(r'running at (http://\S+?)/? ').group(1)
         host, port = PRIVATE_REDIS_LINE.search(program.errors).groups()  # type: ignore[union-attr]
+        servers += children(program.process.pid)
+        assert servers, 'no redis-server process under the demo'
         with httpx.Client(base_url=url, timeout=30) as client:
             task_id = client.post('/tasks', json={'duration': 30}).json()['id']
             wait_until(lambda: client.get(f'/tasks/{task_id}').json()['status'] == 'WORKING', what='working')
         started = time.monotonic()
-        assert program.stop(signal.SIGTERM) == 0, program.errors
-    # No grace by default: the task in hand is interrupted, not waited for.
-    assert time.monotonic() - started < 10
+        assert program.stop(signum) == 0, program.errors
+        # No grace by default: the task in hand is interrupted, not waited for.
+        assert time.monotonic() - started < 10
+        assert not port_is_open(host, int(port)), 'the private redis-server outlived the demo'
+        assert not [pid for pid in servers if is_running(pid)], 'the private redis-server outlived the demo'
     assert 'Traceback' not in program.errors, program.errors
+    assert f'{signum.name}: stopping' in program.errors
     assert f'Task {task_id}: attempt 1 interrupted' in program.errors
     assert 'Stopped' in program.output
-    assert not port_is_open(host, int(port)), 'the private redis-server outlived the demo'
+
+
+@contextlib.contextmanager
+def stopped_at_the_end(process: subprocess.Popen[Any]) -> Iterator[list[int]]:
+    """Kills the process, if it still runs at the end, and then its
+    children (its redis-server) and the processes whose ids the block put
+    in the list: a test that fails leaves nothing running."""
+    servers: list[int] = []
+    try:
+        yield servers
+    finally:
+        if process.poll() is None:
+            servers += children(process.pid)
+            process.kill()
+            process.wait()
+        for pid in servers:
+            if is_running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux: from /proc)."""
+    found = []
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rpartition(')')[2].split()  # after "pid (command)"
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def is_running(pid: int) -> bool:
+    """Whether the process is there, and not a zombie that nobody reaped."""
+    try:
+        state = Path(f'/proc/{pid}/stat').read_text().rpartition(')')[2].split()[0]
+    except OSError:
+        return False
+    return state != 'Z'
+
+
+def read_until(fd: int, pattern: re.Pattern[str], seen: str, timeout: float = 30) -> str:
+    """What comes from ``fd`` (added to ``seen``) until ``pattern`` matches it."""
+    deadline = time.monotonic() + timeout
+    while not pattern.search(seen):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise AssertionError(f'no {pattern.pattern!r} within {timeout} s in:\n{seen}')
+        try:
+            seen += os.read(fd, 4096).decode(errors='replace')
+        except OSError:  # EIO: the other side is closed
+            raise AssertionError(f'no {pattern.pattern!r} before the end of:\n{seen}') from None
+    return seen
+
+
+def test_closing_its_terminal_stops_it_and_its_redis_server() -> None:
+    # The demo in a terminal of its own (a pseudo-terminal, its controlling
+    # one): closing the terminal's other side hangs it up, as closing a
+    # terminal window does, and the kernel sends SIGHUP. Writing there fails
+    # from then on.
+    terminal, side = pty.openpty()
+    command = ['setsid', '--ctty', sys.executable, '-u', str(EXAMPLES / 'wait_until_complete.py'), '--port', '0']
+    process = subprocess.Popen(command, stdin=side, stdout=side, stderr=side)
+    os.close(side)
+    with stopped_at_the_end(process) as servers:
+        try:
+            seen = read_until(terminal, URL_LINE, '')
+            host, port = PRIVATE_REDIS_LINE.search(seen).groups()  # type: ignore[union-attr]
+            servers += children(process.pid)
+            assert servers, 'no redis-server process under the demo'
+            with httpx.Client(base_url=URL_LINE.search(seen).group(1), timeout=30) as client:  # type: ignore[union-attr]
+                task_id = client.post('/tasks', json={'duration': 30}).json()['id']
+                wait_until(lambda: client.get(f'/tasks/{task_id}').json()['status'] == 'WORKING', what='working')
+        finally:
+            os.close(terminal)
+        assert process.wait(30) == 0
+        assert not port_is_open(host, int(port)), 'the private redis-server outlived the demo'
+        assert not [pid for pid in servers if is_running(pid)], 'the private redis-server outlived the demo'
+
+
+def test_under_nohup_a_closed_terminal_leaves_it_running(redis_url: str) -> None:
+    # nohup has SIGHUP ignored: the demo keeps it so.
+    args = ['--port', '0', '--redis-url', redis_url, '--queue', f'demo-{uuid.uuid4().hex[:12]}']
+    command = ['nohup', sys.executable, '-u', str(EXAMPLES / 'wait_until_complete.py'), *args]
+    with subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            while not (running := URL_LINE.search(process.stdout.readline())):
+                assert process.poll() is None, 'the demo exited'
+            process.send_signal(signal.SIGHUP)
+            with httpx.Client(base_url=running.group(1), timeout=30) as client:
+                task_id = client.post('/tasks', json={'duration': 0}).json()['id']
+                wait_until(lambda: client.get(f'/tasks/{task_id}').json()['status'] == 'COMPLETED', what='done')
+            assert process.poll() is None
+            process.send_signal(signal.SIGINT)
+            assert process.wait(30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert 'Stopped' in process.stdout.read()
 
 
 @pytest.mark.parametrize('grace', [None, '6'])
@@ -318,14 +579,18 @@ def test_stopping_with_streams_open_ends_them(redis_url: str) -> None:
             task_id = client.post('/tasks', json={'duration': 30}).json()['id']
             with (
                 connect_sse(client, 'GET', f'/tasks/{task_id}/events') as task_source,
-                connect_sse(client, 'GET', '/events') as queue_source,
+                connect_sse(client, 'GET', '/events') as page_source,
             ):
-                task_events, queue_events = task_source.iter_sse(), queue_source.iter_sse()
+                task_events, page_events = task_source.iter_sse(), page_source.iter_sse()
                 assert next(task_events).event == 'state'
-                assert next(queue_events).event == 'queue'
+                hello = next(page_events)
+                assert hello.event == 'hello'
+                follow = client.post(f'/events/{hello.json()["stream"]}', json={'follow': [task_id]})
+                assert follow.status_code == 204
+                assert any(next(page_events).event == 'state' for _ in range(20))
                 program.process.send_signal(signal.SIGINT)
                 # Both streams end (the server closes them), and the demo exits.
-                for events in (task_events, queue_events):
+                for events in (task_events, page_events):
                     with contextlib.suppress(httpx.HTTPError):
                         for _ in events:
                             pass

@@ -1,7 +1,8 @@
-// The demo page: starts tasks, follows each over its own event stream, and
-// the queue as a whole over another. Whatever comes from the server is shown
-// as text (textContent), never parsed as HTML. The tab remembers the tasks
-// it started (sessionStorage), so a reload follows them again.
+// The demo page: starts tasks, and follows them and the queue as a whole
+// over one stream of server-sent events (a browser opens at most six
+// connections to a server, for all its tabs). Whatever comes from the server
+// is shown as text (textContent), never parsed as HTML. The tab remembers the
+// tasks it started (sessionStorage), so a reload follows them again.
 'use strict';
 
 const settings = document.body.dataset;
@@ -9,9 +10,6 @@ const MAX_ATTEMPTS = Number(settings.maxAttempts);
 const BACKOFF = Number(settings.backoff);
 // The worker's longest back-off (its backoff_cap).
 const BACKOFF_CAP = 300;
-// A browser opens at most six connections to one server (HTTP/1.1): leave
-// room for the queue stream and for starting tasks.
-const MAX_TASK_STREAMS = 4;
 const LOG_LENGTH = 12;
 const STORE_KEY = `torrelque-demo:${settings.queue}`;
 const COUNTERS = [
@@ -36,10 +34,12 @@ const EVENTS = {
 };
 
 const $ = (id) => document.getElementById(id);
-const tasks = new Map(); // id -> {id, name, duration, chance, el, status, source}
-const waiting = []; // tasks waiting for a free stream
-let openStreams = 0;
+const tasks = new Map(); // id -> {id, name, duration, chance, el, status}
 let started = 0;
+// The stream's id while it is open (tasks are added to it by id), and
+// whether Redis answers the server.
+let streamId = null;
+let redisAnswers = true;
 
 // -- starting tasks ---------------------------------------------------------
 
@@ -108,7 +108,7 @@ async function startTasks(event) {
 function addTask(id, { name, duration, chance }) {
   started += 1;
   const el = $('task-template').content.firstElementChild.cloneNode(true);
-  const task = { id, el, name, duration, chance, status: null, stream: null };
+  const task = { id, el, name, duration, chance, status: null };
   el.dataset.id = id;
   el.querySelector('.task-name').textContent = task.name;
   el.querySelector('.task-name').title = task.name;
@@ -121,11 +121,11 @@ function addTask(id, { name, duration, chance }) {
   $('tasks').prepend(el);
   $('no-tasks').hidden = true;
   show(task, { status: 'PENDING', dequeue_count: 0 });
-  follow(task);
+  follow([id]);
 }
 
 // What a reload needs to show the tab's tasks again; the states come anew
-// from their streams.
+// from the stream.
 function saveTasks() {
   const kept = [...tasks.values()].map(({ id, name, duration, chance }) => ({ id, name, duration, chance }));
   try {
@@ -152,54 +152,49 @@ function restoreTasks() {
 
 // -- following tasks --------------------------------------------------------
 
-function follow(task) {
-  if (openStreams >= MAX_TASK_STREAMS) {
-    waiting.push(task);
-    return;
-  }
-  openStreams += 1;
-  const stream = new EventSource(`/tasks/${encodeURIComponent(task.id)}/events`);
-  task.stream = stream;
-  stream.addEventListener('state', (event) => {
-    const state = JSON.parse(event.data);
-    show(task, state);
-    if (state.final) unfollow(task);
-  });
-  stream.addEventListener('error', () => {
-    // The browser reconnects by itself while the server is there; a stream
-    // it gave up on (the task is unknown) is closed.
-    if (stream.readyState === EventSource.CLOSED) {
-      unfollow(task);
-      if (!isFinal(task.status)) lost(task);
-    }
-  });
-}
-
-function unfollow(task) {
-  if (!task.stream) return;
-  task.stream.close();
-  task.stream = null;
-  openStreams -= 1;
-  while (waiting.length && openStreams < MAX_TASK_STREAMS) {
-    const next = waiting.shift();
-    if (tasks.has(next.id)) follow(next);
-  }
-}
-
-// A stream the server refused: the task is unknown to the queue (its result
-// expired, or the demo restarted on a new Redis), or the server is down.
-async function lost(task) {
-  let known = true;
+// Adds tasks to the tab's stream: it sends the state of each now, and after
+// each change until a final one. Without a stream open, they are added when
+// it opens.
+async function follow(ids) {
+  if (streamId === null || !ids.length) return;
   try {
-    known = (await fetch(`/tasks/${encodeURIComponent(task.id)}`)).status !== 404;
+    await fetch(`/events/${encodeURIComponent(streamId)}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ follow: ids }),
+    });
   } catch {
-    // The server is not there.
+    // The server is gone: the stream says so, and asks again when it is back.
   }
+}
+
+// Every task of the tab whose state may still change.
+function followAll() {
+  follow([...tasks.values()].filter((task) => unsettled(task)).map((task) => task.id));
+}
+
+function unsettled(task) {
+  return !isFinal(task.status) && task.status !== 'UNKNOWN';
+}
+
+// The queue no longer knows the task: its result expired, or the demo
+// restarted on another Redis.
+function forgotten(task) {
   setStatus(task, 'UNKNOWN');
-  animate(task, 'UNKNOWN');
-  setMeta(task, known
-    ? 'Lost track of this task (is the demo server running?)'
-    : 'The queue no longer knows this task: its result expired, or the demo was restarted.');
+  task.el.classList.remove('offline');
+  setMeta(task, 'The queue no longer knows this task: its result expired, or the demo was restarted.');
+}
+
+// Without the stream, or with Redis gone, no news comes: a card that still
+// said WORKING would be a guess. It keeps its last known status (for
+// "Clear finished", and to compare the next state with), and says that
+// the state now is unknown, until the next state comes.
+function showOffline(task, why) {
+  task.el.classList.add('offline');
+  const pill = task.el.querySelector('.status');
+  pill.dataset.status = 'UNKNOWN';
+  pill.textContent = 'UNKNOWN';
+  setMeta(task, `${why} — state unknown (last seen ${task.status})`);
 }
 
 function isFinal(status) {
@@ -228,6 +223,7 @@ function setStatus(task, status) {
 function show(task, state) {
   const { el } = task;
   const status = state.status;
+  el.classList.remove('offline');
   const changed = setStatus(task, status);
   // A task just taken still carries what its last attempt reported, until
   // its handler reports again (at once): its progress counts from the next state.
@@ -236,10 +232,7 @@ function show(task, state) {
   const params = `${task.duration} s, ${Math.round(task.chance * 100)}% chance of failure`;
   const attempts = state.dequeue_count;
   let detail;
-  if (attempts === null) {
-    // Known from the queue's transitions only, until the task's own stream opens.
-    detail = { PENDING: 'waiting for a consumer', WORKING: 'being worked on', DELAYED: 'waiting to retry' }[status];
-  } else if (status === 'PENDING') {
+  if (status === 'PENDING') {
     detail = attempts ? `attempt ${attempts} failed; waiting for a consumer` : 'waiting for a consumer';
   } else if (status === 'WORKING') {
     detail = `attempt ${attempts} of ${MAX_ATTEMPTS}`;
@@ -259,7 +252,11 @@ function show(task, state) {
   if (progress !== null) {
     showProgress(task, progress);
   } else if (changed) {
-    animate(task, status, attempts === null);
+    // A task that starts working shows no progress until its first report;
+    // any other status shows its own bar (style.css).
+    const fill = el.querySelector('.progress-fill');
+    fill.style.transition = 'none';
+    fill.style.width = status === 'WORKING' ? '0%' : '';
   }
 }
 
@@ -277,23 +274,6 @@ function showProgress(task, progress) {
   const fill = task.el.querySelector('.progress-fill');
   fill.style.transition = 'width 0.3s linear';
   fill.style.width = `${100 * Math.min(Math.max(progress, 0), 1)}%`;
-}
-
-// A change of status: a task that starts working shows no progress until
-// its first report, unless it is known from the queue's transitions only
-// (it waits for a stream of its own), whose bar fills over its duration
-// instead; any other status shows its own bar (style.css).
-function animate(task, status, untracked) {
-  const fill = task.el.querySelector('.progress-fill');
-  fill.style.transition = 'none';
-  if (status !== 'WORKING' || !untracked || !(task.duration > 0)) {
-    fill.style.width = status === 'WORKING' ? '0%' : '';
-    return;
-  }
-  fill.style.width = '0%';
-  void fill.offsetWidth; // start the transition from there
-  fill.style.transition = `width ${task.duration}s linear`;
-  fill.style.width = '100%';
 }
 
 function clearFinished() {
@@ -349,26 +329,65 @@ function logTransition(transition) {
   }
   log.prepend(item);
   while (log.children.length > LOG_LENGTH) log.lastElementChild.remove();
+}
 
-  // A task still waiting for a stream of its own shows its status from here.
-  if (task && !task.stream && transition.status && !isFinal(task.status)) {
-    if (!isFinal(transition.status)) show(task, { status: transition.status, dequeue_count: null });
+function showRedis({ url, server, command }) {
+  $('redis-url').textContent = url;
+  $('redis-server').textContent = server;
+  $('cli-command').textContent = command;
+}
+
+// -- the stream -------------------------------------------------------------
+
+// Says whether the page is live; when it is not, neither are the cards.
+function showConnection() {
+  const live = streamId !== null && redisAnswers;
+  const connection = $('connection');
+  connection.textContent = live ? 'Live' : streamId === null ? 'Reconnecting…' : 'Redis does not answer';
+  connection.className = `connection ${live ? 'live' : 'down'}`;
+  document.body.classList.toggle('offline', !live);
+  if (live) return;
+  const why = streamId === null ? 'Connection lost' : 'Redis does not answer';
+  for (const task of tasks.values()) {
+    if (unsettled(task)) showOffline(task, why);
   }
 }
 
-function watchQueue() {
-  const connection = $('connection');
+function connect() {
   const stream = new EventSource('/events');
-  stream.addEventListener('open', () => {
-    connection.textContent = 'Live';
-    connection.className = 'connection live';
+  const on = (name, handle) => stream.addEventListener(name, (event) => handle(JSON.parse(event.data)));
+  // A new stream (the first, or after a lost one): it follows the tab's
+  // unfinished tasks from their state now.
+  on('hello', ({ stream: id, redis }) => {
+    streamId = id;
+    redisAnswers = true;
+    showRedis(redis);
+    showConnection();
+    followAll();
   });
+  on('redis', ({ reachable }) => {
+    const back = reachable && !redisAnswers;
+    redisAnswers = reachable;
+    showConnection();
+    if (back) followAll(); // the states now, missed ones included
+  });
+  on('state', (state) => {
+    const task = tasks.get(state.id);
+    if (task) show(task, state);
+  });
+  on('unknown', ({ id }) => {
+    const task = tasks.get(id);
+    if (task) forgotten(task);
+  });
+  on('queue', showQueue);
+  on('transition', logTransition);
   stream.addEventListener('error', () => {
-    connection.textContent = 'Reconnecting…';
-    connection.className = 'connection down';
+    // The browser tries again by itself (each second, as the server asks),
+    // unless the answer was not a stream at all: then the page does.
+    streamId = null;
+    showConnection();
+    if (stream.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
   });
-  stream.addEventListener('queue', (event) => showQueue(JSON.parse(event.data)));
-  stream.addEventListener('transition', (event) => logTransition(JSON.parse(event.data)));
 }
 
 // -- wiring -----------------------------------------------------------------
@@ -384,4 +403,4 @@ $('count').addEventListener('change', () => {
 });
 showSliders();
 restoreTasks();
-watchQueue();
+connect();
