@@ -427,3 +427,16 @@ async def test_stats_of_a_full_server(
     result = await run('--url', server.url, 'stats', 'full', '--json')
     assert result.status == 0, result.err
     assert json.loads(result.out)['counts']['pending'] == enqueued
+
+
+async def test_cancel_ends_a_waiting_task_and_refuses_an_ended_one(url: str, queue: Torrelque) -> None:
+    task_id = await queue.enqueue('later', delay=60)
+    first = await run('--url', url, 'cancel', queue.name, task_id)
+    assert (first.status, first.out.strip(), first.err) == (0, f'{task_id}: cancelled', '')
+    assert (await queue.get_task_state(task_id)).status is TorrelqueTaskStatus.CANCELLED
+    again = await run('--url', url, 'cancel', queue.name, task_id)
+    assert again.status == 1
+    assert 'CANCELLED already' in again.err
+    unknown = await run('--url', url, 'cancel', queue.name, 'no-such-task')
+    assert unknown.status == 1
+    assert 'unknown' in unknown.err

@@ -28,7 +28,7 @@ import redis.exceptions
 
 from ._errors import TorrelqueError, TorrelqueLagError, TorrelqueLookupError
 from ._queue import Torrelque
-from ._types import TorrelqueDeadTask, TorrelqueTaskSerialiser, TorrelqueTaskState, json_serialiser
+from ._types import TorrelqueDeadTask, TorrelqueTaskSerialiser, TorrelqueTaskState, TorrelqueTaskStatus, json_serialiser
 from ._version import __version__
 
 DEFAULT_URL = 'redis://localhost:6379/0'
@@ -355,6 +355,32 @@ def tail(ctx: click.Context, queue: str, url: str | None, as_json: bool) -> None
                 click.echo(f'torrelque: {exc.missed} transition(s) missed: the output was read too slowly', err=True)
 
     _run(ctx, queue, url, follow, interrupted=0)
+
+
+@cli.command()
+@click.argument('queue')
+@click.argument('task_id', metavar='ID')
+@_options
+@click.pass_context
+def cancel(ctx: click.Context, queue: str, task_id: str, url: str | None, as_json: bool) -> None:
+    """Cancel task ID of QUEUE.
+
+    A pending or delayed task ends CANCELLED at once; a working one is
+    aborted (its worker stops the handler). Exit status 1 when the task is
+    unknown or has ended already."""
+
+    async def run(q: Torrelque) -> None:
+        state = await q.get_task_state(task_id)
+        done = await q.cancel(task_id)
+        if as_json:
+            _emit_json({'task_id': task_id, 'cancelled': done, 'was': state.status.name})
+        if not done:
+            raise Failure(f'task {task_id} was not cancelled: it is {state.status.name} already')
+        if not as_json:
+            what = 'aborting it in its worker' if state.status is TorrelqueTaskStatus.WORKING else 'cancelled'
+            click.echo(f'{task_id}: {what}')
+
+    _run(ctx, queue, url, run)
 
 
 @cli.command()
