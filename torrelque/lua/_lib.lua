@@ -203,6 +203,18 @@ local function publish(events_channel, state_key, id, event, time_text, status, 
   end
 end
 
+-- Ends task `id`, out of `pending`, `delayed` and `working` already, as
+-- CANCELLED: its payload goes, its state is kept for `ttl_ms`, its caller's
+-- id is held for `unique_ms` (if any), and the event is published.
+local function end_cancelled(tasks_key, unique_prefix, events_channel, state_key, id, ttl_ms, unique_ms, now)
+  redis.call('HDEL', tasks_key, id)
+  redis.call('HDEL', state_key, 'lease', 'cancel')
+  redis.call('HSET', state_key, 'status', STATUS_CANCELLED, 'released', now)
+  redis.call('PEXPIRE', state_key, ttl_ms)
+  hold_id(unique_prefix, id, unique_ms)
+  publish(events_channel, state_key, id, 'cancelled', now)
+end
+
 -- Where the attempt named by `lease` stands, from `deadline` (the task's
 -- score in `working`, or false) and `state` ({status, lease} of its state
 -- hash). Returns 'current' when it owns the working task ('' names whichever

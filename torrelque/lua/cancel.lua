@@ -65,12 +65,6 @@ else
   redis.call('LREM', pending_key, 0, id)
 end
 
-local now = us_text(clock_us(ARGV[1]))
-redis.call('HDEL', tasks_key, id)
-redis.call('HDEL', state_key, 'lease', 'cancel')
-redis.call('HSET', state_key, 'status', STATUS_CANCELLED, 'released', now)
-redis.call('PEXPIRE', state_key, ttl_ms)
 redis.call('HINCRBY', stats_key, 'cancelled', 1)
-hold_id(KEYS[8], id, state[3] or nil)
-publish(events_channel, state_key, id, 'cancelled', now)
+end_cancelled(tasks_key, KEYS[8], events_channel, state_key, id, ttl_ms, state[3] or nil, us_text(clock_us(ARGV[1])))
 return reply(OK)

@@ -96,14 +96,9 @@ if #spent > 0 then
   end
 end
 for _, task in ipairs(cancelled) do
-  local id, state_key = task[1], task_prefix .. ':' .. task[1]
+  local id = task[1]
   redis.call('ZREM', working_key, id)
-  redis.call('HDEL', tasks_key, id)
-  redis.call('HDEL', state_key, 'lease', 'cancel')
-  redis.call('HSET', state_key, 'status', STATUS_CANCELLED, 'released', now)
-  redis.call('PEXPIRE', state_key, task[2])
-  hold_id(KEYS[10], id, task[3] or nil)
-  publish(events_channel, state_key, id, 'cancelled', now)
+  end_cancelled(tasks_key, KEYS[10], events_channel, task_prefix .. ':' .. id, id, task[2], task[3] or nil, now)
 end
 if #cancelled > 0 then
   redis.call('HINCRBY', stats_key, 'cancelled', #cancelled)
