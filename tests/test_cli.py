@@ -37,17 +37,45 @@ def environment(url: str | None = None) -> dict[str, str]:
     return env
 
 
-async def start(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
-    if not SCRIPT.exists():
-        pytest.fail(f'{SCRIPT} is missing: install the package (pip install -e .)', pytrace=False)
-    return await asyncio.create_subprocess_exec(
-        SCRIPT,
-        *args,
+# Every command a test starts, killed at the test's end if still running
+# (a test that failed or timed out before it stopped its command).
+STARTED: list[asyncio.subprocess.Process] = []
+
+
+@pytest.fixture(autouse=True)
+async def stop_started_commands() -> AsyncIterator[None]:
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def default_sigint() -> None:
+    """In the child, before the command runs: SIGINT as in a terminal, even
+    when these tests run with it ignored (under nohup, or with ``&`` from a
+    script), for the tests that stop a command with it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+async def spawn(*command: str | Path, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(
+        *command,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env or environment(),
+        preexec_fn=default_sigint,
     )
+    STARTED.append(process)
+    return process
+
+
+async def start(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    if not SCRIPT.exists():
+        pytest.fail(f'{SCRIPT} is missing: install the package (pip install -e .)', pytrace=False)
+    return await spawn(SCRIPT, *args, env=env)
 
 
 async def finish(process: asyncio.subprocess.Process, timeout: float = 20) -> Finished:
@@ -116,10 +144,7 @@ async def test_console_script_reports_an_unreachable_server_in_one_line() -> Non
 
 
 async def test_python_m_torrelque_is_the_same_command(url: str, queue_name: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, '-m', 'torrelque', '--url', url, 'sweep', queue_name,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=environment(),
-    )  # fmt: skip
+    process = await spawn(sys.executable, '-m', 'torrelque', '--url', url, 'sweep', queue_name)
     result = await finish(process)
     assert (result.status, table(result.out)) == (0, {'stale': '0', 'delayed': '0'})
 
@@ -176,15 +201,22 @@ async def test_rediss_url_with_tls(make_server: Callable[..., RedisServer], tmp_
         blob.write_to_path(str(chain), append=True)
     certificate.private_key_pem.write_to_path(str(key))
     tls_port = free_port()
-    make_server(
-        config={
-            'tls-port': str(tls_port),
-            'tls-cert-file': str(chain),
-            'tls-key-file': str(key),
-            'tls-ca-cert-file': str(ca),
-            'tls-auth-clients': 'no',
-        }
-    )
+    try:
+        make_server(
+            config={
+                'tls-port': str(tls_port),
+                'tls-cert-file': str(chain),
+                'tls-key-file': str(key),
+                'tls-ca-cert-file': str(ca),
+                'tls-auth-clients': 'no',
+            }
+        )
+    except RuntimeError as exc:
+        # The servers of the PyPI wheels are built without TLS: Redis 6.2
+        # knows no tls-* directive, Valkey has no TLS connection type.
+        if "'tls-port" in str(exc) or 'Failed finding TLS support' in str(exc):
+            pytest.skip(f'the server was built without TLS: {str(exc).partition(";")[0]}')
+        raise
     secure = f'rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={ca}'
     result = await run('--url', secure, 'stats', 'q', '--json')
     assert (result.status, result.err) == (0, '')
@@ -223,10 +255,45 @@ async def test_stats_json(url: str, queue: Torrelque) -> None:
     await queue.enqueue('x')
     await queue.enqueue('y', delay=60)
     result = await run('--url', url, 'stats', queue.name, '--json')
+    assert (result.status, result.err) == (0, '')
     assert json.loads(result.out) == {
         'queue': queue.name,
+        'exists': True,
         'counts': {'tasks': 2, 'pending': 1, 'working': 0, 'delayed': 1},
         'counters': {**dict.fromkeys(COUNTERS, 0), 'enqueued': 2, 'delayed': 1},
+    }
+
+
+async def test_stats_of_a_queue_with_no_keys_says_so(url: str, queue: Torrelque) -> None:
+    """A mistyped name is not taken for an empty queue."""
+    await queue.enqueue('x')
+    typo = f'{queue.name}x'
+    result = await run('--url', url, 'stats', typo)
+    assert result.status == 0
+    assert result.out.splitlines()[0] == f'queue {typo}'
+    assert result.err == (
+        f'torrelque: queue {typo} has no keys on this server: nothing was ever enqueued to it '
+        '(is the name, or the database, right?)\n'
+    )
+    as_json = await run('--url', url, 'stats', typo, '--json')
+    assert (as_json.status, as_json.err) == (0, '')
+    assert json.loads(as_json.out) == {
+        'queue': typo,
+        'exists': False,
+        'counts': {'tasks': 0, 'pending': 0, 'working': 0, 'delayed': 0},
+        'counters': dict.fromkeys(COUNTERS, 0),
+    }
+
+    # Emptied, a queue that was used still has its counters: no such line.
+    task_id, _ = await queue.dequeue(timeout=1)
+    await queue.release(task_id)
+    emptied = await run('--url', url, 'stats', queue.name)
+    assert (emptied.status, emptied.err) == (0, '')
+    assert table('\n'.join(emptied.out.splitlines()[1:5])) == {
+        'tasks': '0',
+        'pending': '0',
+        'working': '0',
+        'delayed': '0',
     }
 
 
@@ -348,10 +415,38 @@ async def test_watch_json_and_release_without_result(url: str, queue: Torrelque)
 async def test_watch_of_a_final_task_prints_it_and_ends(url: str, queue: Torrelque) -> None:
     task_id = await queue.enqueue('job')
     await queue.dequeue(timeout=1)
-    await queue.release(task_id, result='no', status=TorrelqueTaskStatus.REJECTED)
+    await queue.release(task_id, result='yes')
     result = await run('--url', url, 'watch', queue.name, task_id)
-    assert result.status == 0
-    assert result.out.split()[1:] == ['REJECTED', 'dequeues', '1', 'requeues', '0', 'result', '"no"']
+    assert (result.status, result.err) == (0, '')
+    assert result.out.split()[1:] == ['COMPLETED', 'dequeues', '1', 'requeues', '0', 'result', '"yes"']
+
+
+async def test_watch_exits_3_for_a_rejected_task(url: str, queue: Torrelque) -> None:
+    """A script can tell a task that failed from one that completed, and
+    from an error of the command (1)."""
+    task_id = await queue.enqueue('job')
+    process = await start('--url', url, 'watch', queue.name, task_id)
+    assert (await next_line(process)).split()[1] == 'PENDING'
+    await queue.dequeue(timeout=1)
+    await queue.release(task_id, result='no', status=TorrelqueTaskStatus.REJECTED)
+    result = await finish(process)
+    assert (result.status, result.err) == (3, '')
+    assert result.out.splitlines()[-1].split()[1:] == ['REJECTED', 'dequeues', '1', 'requeues', '0', 'result', '"no"']
+
+    # Watched after the end: the same status.
+    again = await run('--url', url, 'watch', queue.name, task_id, '--json')
+    assert again.status == 3
+    assert json.loads(again.out)['status'] == 'REJECTED'
+
+
+async def test_watch_exits_4_for_a_cancelled_task(url: str, queue: Torrelque) -> None:
+    task_id = await queue.enqueue('job')
+    process = await start('--url', url, 'watch', queue.name, task_id)
+    assert (await next_line(process)).split()[1] == 'PENDING'
+    assert await queue.cancel(task_id)
+    result = await finish(process)
+    assert (result.status, result.err) == (4, '')
+    assert result.out.split()[1] == 'CANCELLED'
 
 
 async def test_watch_timeout_and_unknown_task_are_one_line(url: str, queue: Torrelque) -> None:

