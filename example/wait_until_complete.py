@@ -12,6 +12,8 @@ few times a second, and then fails with the task's chance of failure. The
 worker releases a success with the handler's result, tries a failed attempt
 again after an exponential back-off, and after the last attempt buries the
 task in the queue's dead-letter set, rejected with the error as its result.
+A task cancelled from the page leaves the queue if it waits; if it is
+working, the worker hears of it at once and stops its handler.
 The page has one stream of server-sent events for everything it shows (a
 browser opens at most six connections to a server, for all its tabs): the
 states of its tasks, fed by ``Torrelque.watch()``, and the queue as a whole
@@ -21,15 +23,19 @@ answer, its cards say that their state is unknown. Ctrl-C (or SIGTERM, or
 closing the terminal) stops it: the tasks still running after --grace
 seconds go back to the queue, for the next run.
 
-HTTP API (JSON; errors are ``{"error": "..."}`` with status 400, 404, 405 or 415):
+HTTP API (JSON; errors are ``{"error": "..."}`` with status 400, 404, 405, 409 or 415):
 
 - ``POST /tasks`` with ``{"duration": 0-60 s, "failure_chance": 0-1,
   "label": "optional text"}``: enqueues a task; 201 ``{"id": ..., "events": ...}``.
 - ``GET /tasks/<id>``: the task's state now.
+- ``DELETE /tasks/<id>``: cancels the task (``Torrelque.cancel()``): 202
+  ``{"id": ..., "cancelled": true}``; a waiting task ends ``CANCELLED`` at
+  once, a working one as soon as its worker has stopped its handler. 409
+  if it has ended already, 404 if the queue does not know it.
 - ``GET /tasks/<id>/events``: ``text/event-stream`` of one task, for a
   script (``curl -N``); a ``state`` event (the task's state as JSON) now
   and after each change of status or progress, ending after a final one
-  (``COMPLETED`` or ``REJECTED``).
+  (``COMPLETED``, ``REJECTED`` or ``CANCELLED``).
 - ``GET /events``: the page's ``text/event-stream``. First a ``hello``
   event: ``{"stream": "<stream id>", "redis": {"url": ..., "server": ...,
   "command": ...}}`` (which Redis, without its password, and the
@@ -157,8 +163,9 @@ async def do_task(task: Any, ctx: TaskContext) -> dict[str, Any]:
             await asyncio.sleep(duration / steps)
             await ctx.progress(round(step / steps, 3))
     except asyncio.CancelledError:
-        # Stopped with the task in hand: the worker gives it back to the queue.
-        logger.info('Task %s: attempt %d interrupted', ctx.task_id, ctx.attempt)
+        # Cancelled from the page (the worker ends the task CANCELLED), or
+        # the demo stops with the task in hand (the worker gives it back).
+        logger.info('Task %s: attempt %d stopped', ctx.task_id, ctx.attempt)
         raise
     if random.random() < chance:
         raise SimulatedFailure(f'Simulated failure ({chance * 100:.0f} in 100 chance) on attempt {ctx.attempt}')
@@ -484,6 +491,19 @@ class Task(JsonHandler):
         except TorrelqueLookupError:
             raise ApiError(404, f'no such task: {task_id} (unknown, or its result has expired)') from None
         self.finish(state_json(task_id, state))
+
+    async def delete(self, task_id: str) -> None:
+        task_id = self.task_id_arg(task_id)
+        if not await self.queue.cancel(task_id):
+            # Unknown, or ended: which one is the caller's next question.
+            try:
+                state = await self.queue.get_task_state(task_id)
+            except TorrelqueLookupError:
+                raise ApiError(404, f'no such task: {task_id} (unknown, or its result has expired)') from None
+            raise ApiError(409, f'task {task_id} has ended already: {state.status.name}')
+        # Accepted: a working task ends once its worker has stopped it.
+        self.set_status(202)
+        self.finish({'id': task_id, 'cancelled': True})
 
 
 class TaskEvents(EventStream):

@@ -66,14 +66,23 @@ class Demo:
             assert source.response.headers['cache-control'] == 'no-cache'
             return [event.json() for event in source.iter_sse() if event.event == 'state']
 
-    async def enqueue(self, task: Any) -> str:
+    async def enqueue(self, task: Any, **options: Any) -> str:
         """Enqueues a task past the app, as another producer would."""
         client = redis.asyncio.Redis.from_url(self.redis_url)
         try:
             async with Torrelque(client, queue=self.queue) as queue:
-                return await queue.enqueue(task)
+                return await queue.enqueue(task, **options)
         finally:
             await client.aclose()
+
+    def cancel(self, task_id: str) -> httpx.Response:
+        with self.client() as client:
+            return client.delete(f'/tasks/{task_id}')
+
+    def status(self, task_id: str) -> str:
+        with self.client() as client:
+            status: str = client.get(f'/tasks/{task_id}').json()['status']
+        return status
 
     def dead(self, task_id: str) -> bool:
         """Whether the task is in the queue's dead-letter set."""
@@ -200,6 +209,44 @@ def test_a_task_that_is_not_the_demos_is_rejected_at_once(app: Demo) -> None:
     assert state['status'] == 'REJECTED' and state['dequeue_count'] == 1
     assert state['result']['type'] == 'Reject'
     assert state['result']['message'].startswith('not a demo task: [1, 2]')
+
+
+def test_a_waiting_task_is_cancelled_at_once(app: Demo) -> None:
+    task = {'duration': 0, 'failure_chance': 0, 'label': 'later'}
+    task_id = asyncio.run(app.enqueue(task, delay=60))
+    response = app.cancel(task_id)
+    assert response.status_code == 202, response.text
+    assert response.json() == {'id': task_id, 'cancelled': True}
+    states = app.follow(task_id)
+    assert [state['status'] for state in states] == ['CANCELLED']
+    assert states[0]['final'] is True and states[0]['dequeue_count'] == 0
+    assert app.redis.zscore(f'{{{app.queue}}}:delayed', task_id) is None
+
+
+def test_a_working_task_is_stopped_by_its_worker_and_never_retried(app: Demo) -> None:
+    task_id = app.start(duration=30, failure_chance=0)
+    wait_until(lambda: app.status(task_id) == 'WORKING', what='the task is working')
+    asked = time.monotonic()
+    assert app.cancel(task_id).status_code == 202
+    states = app.follow(task_id)
+    assert time.monotonic() - asked < 5  # not the task's 30 s
+    assert states[-1]['status'] == 'CANCELLED' and states[-1]['dequeue_count'] == 1
+    time.sleep(0.3)
+    assert app.status(task_id) == 'CANCELLED'  # no second attempt
+    assert not app.dead(task_id)
+
+
+def test_cancelling_an_ended_task_is_409_and_an_unknown_one_404(app: Demo) -> None:
+    task_id = app.start(duration=0, failure_chance=0)
+    assert app.follow(task_id)[-1]['status'] == 'COMPLETED'
+    ended = app.cancel(task_id)
+    assert ended.status_code == 409
+    assert ended.json()['error'] == f'task {task_id} has ended already: COMPLETED'
+    assert app.status(task_id) == 'COMPLETED'
+    for unknown in ('AAAAAAAAAAAAAAAA', 'not%20an%20id'):
+        response = app.cancel(unknown)
+        assert response.status_code == 404
+        assert response.json()['error'].startswith('no such task')
 
 
 @pytest.mark.parametrize(

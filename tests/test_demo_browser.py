@@ -201,6 +201,40 @@ def test_a_person_starts_tasks_and_sees_them_finish(page: Page, redis_url: str) 
     expect(tasks.nth(0).locator('.task-name')).to_have_text('Quarterly report')
 
 
+def test_a_person_cancels_a_waiting_task_and_a_working_one(page: Page) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.locator('#connection')).to_have_text('Live')
+    tasks = page.locator('#tasks > li')
+    # Two consumers: the first two work, the third waits.
+    start(page, label='Long job', duration='20', failure='0', count='3')
+    expect(tasks).to_have_count(3)
+    expect(page.locator('#q-working')).to_have_text('2')
+    waiting = tasks.filter(has=page.locator('.status', has_text='PENDING'))
+    expect(waiting).to_have_count(1)
+    waiting_name = waiting.locator('.task-name').inner_text()
+    waiting.locator('.cancel').click()
+    cancelled = tasks.filter(has=page.locator('.task-name', has_text=waiting_name))
+    expect(cancelled.locator('.status')).to_have_text('CANCELLED')
+    expect(cancelled.locator('.task-meta')).to_contain_text('cancelled before it started')
+    expect(cancelled.locator('.cancel')).to_be_hidden()
+
+    working = tasks.filter(has=page.locator('.status', has_text='WORKING')).first
+    working_name = working.locator('.task-name').inner_text()
+    working.locator('.cancel').click()
+    stopped = tasks.filter(has=page.locator('.task-name', has_text=working_name))
+    # Stopped by its worker within moments, not after its 20 s.
+    expect(stopped.locator('.status')).to_have_text('CANCELLED', timeout=3000)
+    expect(stopped.locator('.task-meta')).to_contain_text('cancelled after 1 attempt')
+    expect(stopped.locator('.cancel')).to_be_hidden()
+    expect(page.locator('#counters')).to_contain_text('cancelled2')
+    expect(page.locator('#counters')).to_contain_text('aborted1')
+    # The other task goes on; "Clear finished" takes the cancelled two away.
+    expect(tasks.filter(has=page.locator('.status', has_text='WORKING'))).to_have_count(1)
+    page.click('#clear')
+    expect(tasks).to_have_count(1)
+
+
 def test_a_remembered_task_the_queue_no_longer_knows_is_marked_unknown(page: Page) -> None:
     from playwright.sync_api import expect
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Callable
@@ -240,8 +241,35 @@ async def test_limit_sets_shows_and_removes_the_working_limit(redis_url: str, qu
         assert process.returncode == 0
         return out.decode().strip()
 
-    assert await limit() == f'working limit of {queue.name}: none'
-    assert await limit('4') == f'working limit of {queue.name}: 4'
+    none = f'rate limit of {queue.name}: none'
+    assert await limit() == f'working limit of {queue.name}: none\n{none}'
+    assert await limit('4') == f'working limit of {queue.name}: 4\n{none}'
     assert await queue.get_working_limit() == 4
-    assert await limit('--off') == f'working limit of {queue.name}: none'
+    assert await limit('--off') == f'working limit of {queue.name}: none\n{none}'
     assert await queue.get_working_limit() is None
+
+
+async def test_limit_sets_shows_and_removes_the_rate_limit(redis_url: str, queue: Torrelque) -> None:
+    def limit(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [SCRIPT, 'limit', queue.name, *args, '--url', redis_url]
+        return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+
+    shown = limit('--rate', '50', '--per', '0.5')
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[-1] == f'rate limit of {queue.name}: 50 per 0.5 s'
+    assert await queue.get_rate_limit() == (50, 0.5)
+    as_json = json.loads(limit('--json').stdout)
+    assert as_json == {'queue': queue.name, 'working_limit': None, 'rate_limit': {'limit': 50, 'per': 0.5}}
+    assert limit('--rate', '7').stdout.splitlines()[-1] == f'rate limit of {queue.name}: 7 per 1 s'
+    assert limit('--no-rate').stdout.splitlines()[-1] == f'rate limit of {queue.name}: none'
+    assert await queue.get_rate_limit() is None
+    # Wrong uses change nothing and say why.
+    for args, message in [
+        (('--rate', '0'), "Invalid value for '--rate'"),
+        (('--rate', '5', '--per', '0'), "Invalid value for '--per'"),
+        (('--per', '5'), '--per is the window of --rate'),
+        (('--rate', '5', '--no-rate'), 'give --rate or --no-rate, not both'),
+    ]:
+        refused = limit(*args)
+        assert refused.returncode == 2 and message in refused.stderr, (args, refused.stderr)
+    assert await queue.get_rate_limit() is None

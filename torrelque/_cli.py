@@ -566,25 +566,57 @@ async def _server_now(q: Torrelque) -> float:
 @cli.command()
 @click.argument('queue')
 @click.argument('limit', required=False, type=click.IntRange(min=1))
-@click.option('--off', is_flag=True, help='Remove the limit.')
+@click.option('--off', is_flag=True, help='Remove the working limit.')
+@click.option('--rate', type=click.IntRange(min=1), metavar='N', help='Set the rate limit: N dequeues per --per.')
+@click.option(
+    '--per',
+    type=click.FloatRange(0.001, 86400),
+    default=1.0,
+    show_default=True,
+    metavar='SECONDS',
+    help='The window of --rate.',
+)
+@click.option('--no-rate', is_flag=True, help='Remove the rate limit.')
 @_options
 @click.pass_context
-def limit(ctx: click.Context, queue: str, limit: int | None, off: bool, url: str | None, as_json: bool) -> None:
-    """Show or set QUEUE's working limit: the most tasks working at once,
-    across all its consumers and workers.
+def limit(
+    ctx: click.Context,
+    queue: str,
+    limit: int | None,
+    off: bool,
+    rate: int | None,
+    per: float,
+    no_rate: bool,
+    url: str | None,
+    as_json: bool,
+) -> None:
+    """Show or set QUEUE's limits, across all its consumers and workers:
+    the working limit (the most tasks working at once) and the rate limit
+    (the most dequeues per window of server time).
 
-    With LIMIT, sets it; with --off, removes it; with neither, shows it."""
+    With LIMIT, sets the working limit; with --off, removes it. With --rate
+    N (and --per SECONDS, 1 by default), sets the rate limit; with
+    --no-rate, removes it. Then shows both."""
     if off and limit is not None:
         raise click.UsageError('give a LIMIT or --off, not both')
+    if no_rate and rate is not None:
+        raise click.UsageError('give --rate or --no-rate, not both')
+    if rate is None and ctx.get_parameter_source('per') is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError('--per is the window of --rate: give --rate N too')
 
     async def run(q: Torrelque) -> None:
         if off or limit is not None:
             await q.set_working_limit(limit)
-        now = await q.get_working_limit()
+        if no_rate or rate is not None:
+            await q.set_rate_limit(rate, per=per)
+        working, rated = await q.get_working_limit(), await q.get_rate_limit()
         if as_json:
-            _emit_json({'queue': queue, 'working_limit': now})
+            rate_limit = None if rated is None else {'limit': rated[0], 'per': rated[1]}
+            _emit_json({'queue': queue, 'working_limit': working, 'rate_limit': rate_limit})
         else:
-            click.echo(f'working limit of {queue}: {"none" if now is None else now}')
+            click.echo(f'working limit of {queue}: {"none" if working is None else working}')
+            shown = 'none' if rated is None else f'{rated[0]} per {_seconds_text(rated[1])}'
+            click.echo(f'rate limit of {queue}: {shown}')
 
     _run(ctx, queue, url, run)
 

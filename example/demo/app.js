@@ -16,6 +16,7 @@ const COUNTERS = [
   ['enqueued', 'enqueued'], ['dequeued', 'dequeued'], ['requeued', 'requeued'], ['delayed', 'delayed'],
   ['completed', 'completed'], ['rejected', 'rejected'], ['released', 'released'], ['swept_stale', 'swept stale'],
   ['swept_delayed', 'swept delayed'], ['returned', 'given back'], ['dead', 'dead letters'],
+  ['cancelled', 'cancelled'], ['aborted', 'aborted'],
 ];
 
 // How the queue's transitions read in the log.
@@ -31,6 +32,9 @@ const EVENTS = {
   quarantined: 'quarantined',
   dead: 'buried',
   revived: 'revived',
+  cancelling: 'being stopped',
+  cancelled: 'cancelled',
+  replaced: 'replaced',
 };
 
 const $ = (id) => document.getElementById(id);
@@ -113,6 +117,9 @@ function addTask(id, { name, duration, chance }) {
   el.querySelector('.task-name').textContent = task.name;
   el.querySelector('.task-name').title = task.name;
   el.querySelector('.task-id').textContent = id;
+  const cancel = el.querySelector('.cancel');
+  cancel.title = `Cancel ${task.name}`;
+  cancel.addEventListener('click', () => cancelTask(task));
   tasks.set(id, task);
   // Its first transitions may have come before the answer to the POST.
   for (const entry of $('log').querySelectorAll('.event')) {
@@ -148,6 +155,25 @@ function restoreTasks() {
       addTask(item.id, { name: item.name, duration: Number(item.duration) || 0, chance: Number(item.chance) || 0 });
     }
   }
+}
+
+// A waiting task leaves the queue at once; a working one ends when its
+// worker has stopped its handler. Either way the stream brings CANCELLED.
+async function cancelTask(task) {
+  const button = task.el.querySelector('.cancel');
+  button.disabled = true;
+  try {
+    const response = await fetch(`/tasks/${encodeURIComponent(task.id)}`, { method: 'DELETE' });
+    if (response.ok) {
+      if (task.status === 'WORKING') setMeta(task, 'Cancelled: the worker is stopping it…');
+      return;
+    }
+    const answer = await response.json().catch(() => ({}));
+    setMeta(task, `Could not cancel it: ${answer.error || response.statusText}`);
+  } catch (error) {
+    setMeta(task, `Could not reach the demo server to cancel it: ${error.message}`);
+  }
+  button.disabled = false;
 }
 
 // -- following tasks --------------------------------------------------------
@@ -198,7 +224,7 @@ function showOffline(task, why) {
 }
 
 function isFinal(status) {
-  return status === 'COMPLETED' || status === 'REJECTED';
+  return status === 'COMPLETED' || status === 'REJECTED' || status === 'CANCELLED';
 }
 
 function plural(n, word) {
@@ -241,6 +267,8 @@ function show(task, state) {
     // The worker's back-off, less a random part of it.
     const delay = Math.min(BACKOFF_CAP, BACKOFF * 2 ** (attempts - 1));
     detail = `attempt ${attempts} failed; retrying within ${delay} s`;
+  } else if (status === 'CANCELLED') {
+    detail = attempts ? `cancelled after ${plural(attempts, 'attempt')}` : 'cancelled before it started';
   } else {
     detail = `${status === 'COMPLETED' ? 'done' : 'gave up'} after ${plural(attempts, 'attempt')}`;
   }
