@@ -109,3 +109,15 @@ def test_from_a_source_checkout_the_demo_is_the_example() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert '--redis-url' in done.stdout and '--port' in done.stdout
+
+
+def test_the_readme_on_an_index_links_nothing_relative(wheel: Path) -> None:
+    # The README is the package's page on an index, where a link to a file
+    # of the source tree leads nowhere.
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = [name for name in archive.namelist() if name.endswith('.dist-info/METADATA')]
+        description = archive.read(metadata).decode().partition('\n\n')[2]
+    assert 'Torrelque' in description or 'torrelque' in description
+    targets = re.findall(r'`[^`]*<([^>]+)>`__?', description) + re.findall(r'^\.\. _[^:]+: (\S+)', description, re.M)
+    relative = [target for target in targets if not re.match(r'https?://', target)]
+    assert relative == []
