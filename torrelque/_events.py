@@ -22,8 +22,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import orjson
-import redis.asyncio
 import redis.exceptions
+from redis.asyncio.connection import AbstractConnection
 
 from ._errors import (
     TorrelqueError,
@@ -47,6 +47,13 @@ _PONG_TIMEOUT = 10.0
 _IDLE_LINGER = 1.0
 # Errors of the event connection that trying again cannot mend.
 _PERMANENT = (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError)
+# Replies of a cluster node that does not serve the queue's slot (now).
+_ELSEWHERE = (
+    redis.exceptions.MovedError,
+    redis.exceptions.AskError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+)
 
 
 class Listener(Protocol):
@@ -68,20 +75,9 @@ class Listener(Protocol):
 SnapshotFn = Callable[[Sequence[str]], Awaitable[list[int]]]
 
 
-def _connection(client: redis.asyncio.Redis) -> redis.asyncio.connection.AbstractConnection:
-    """A connection to the client's server, made the client's way, but one
-    that never decodes (messages carry results as the serialiser's raw
-    bytes), speaks RESP2 and never times a read out (it waits for events)."""
-    pool = client.connection_pool
-    kwargs = dict(pool.connection_kwargs)
-    kwargs.update(decode_responses=False, socket_timeout=None, health_check_interval=0, protocol=2)
-    kwargs['socket_connect_timeout'] = kwargs.get('socket_connect_timeout') or 10
-    # redis-py 8 refuses its maintenance notifications on RESP2 without
-    # hiredis; a subscriber has no use for them anyway.
-    for name in ('maint_notifications_config', 'maint_notifications_pool_handler'):
-        kwargs.pop(name, None)
-    connection: redis.asyncio.connection.AbstractConnection = pool.connection_class(**kwargs)
-    return connection
+#: Makes a new connection for the hub; ``True`` after a failure (or a
+#: moved slot), when where to connect should be looked up anew.
+ConnectFn = Callable[[bool], Awaitable[AbstractConnection]]
 
 
 class PubSubHub:
@@ -96,13 +92,31 @@ class PubSubHub:
     it. When the last listener has gone (left, or been collected), the hub
     disconnects and stops its tasks after a moment; the next listener
     starts them again, so an instance nobody closes holds nothing idle.
+
+    On a cluster (``sharded``) it subscribes with SSUBSCRIBE on the master
+    that owns the queue's slot. When the slot moves (a failover, a
+    resharding) the server ends those subscriptions, or the connection
+    fails: the hub then connects to the slot's master anew and subscribes
+    again, as after any lost connection.
     """
 
     def __init__(
-        self, client: redis.asyncio.Redis, snapshot: SnapshotFn, on_refused: Callable[[Exception], None]
+        self,
+        connect: ConnectFn,
+        snapshot: SnapshotFn,
+        on_refused: Callable[[Exception], None],
+        *,
+        sharded: bool = False,
     ) -> None:
-        self._client = client
-        self._connection: redis.asyncio.connection.AbstractConnection | None = None
+        self._connect = connect
+        self._connection: AbstractConnection | None = None
+        prefix = 'S' if sharded else ''
+        self._subscribe_command, self._unsubscribe_command = f'{prefix}SUBSCRIBE', f'{prefix}UNSUBSCRIBE'
+        self._subscribed = self._subscribe_command.lower().encode()
+        self._unsubscribed = self._unsubscribe_command.lower().encode()
+        self._message = b'smessage' if sharded else b'message'
+        # Set when the server ended a subscription that listeners still want.
+        self._moved = False
         self._snapshot_fn = snapshot
         self._on_refused = on_refused
         # Listeners by channel, held weakly: one that nobody holds any more
@@ -198,10 +212,9 @@ class PubSubHub:
         if self._tasks:
             return
         loop = asyncio.get_running_loop()
-        self._connection = _connection(self._client)
         self._sent.clear()
         self._connected.clear()
-        self._tasks = [loop.create_task(self._read(self._connection)), loop.create_task(self._write())]
+        self._tasks = [loop.create_task(self._read()), loop.create_task(self._write())]
 
     def _idle_soon(self) -> None:
         """Stops the hub after a moment if nobody listens then."""
@@ -244,7 +257,7 @@ class PubSubHub:
                 while self._ops and self._ops[0][0] == subscribe:
                     channels.append(self._ops.popleft()[1])
                 try:
-                    await self._send('SUBSCRIBE' if subscribe else 'UNSUBSCRIBE', channels)
+                    await self._send(self._subscribe_command if subscribe else self._unsubscribe_command, channels)
                 except (redis.exceptions.RedisError, OSError):
                     # The reader reconnects and subscribes what is wanted then.
                     await self._drop_connection()
@@ -281,10 +294,12 @@ class PubSubHub:
 
     # -- reading -----------------------------------------------------------
 
-    async def _read(self, connection: redis.asyncio.connection.AbstractConnection) -> None:
+    async def _read(self) -> None:
         failures = 0
         while True:
             try:
+                self._moved = False
+                self._connection = connection = await self._connect(failures > 0)
                 await connection.connect()  # type: ignore[no-untyped-call]
                 await self._subscribe_all()
                 self._connected.set()
@@ -298,6 +313,8 @@ class PubSubHub:
                         self._dispatch(response)
                     except Exception:  # a listener's fault must not stop every other
                         logger.exception('Event listener failed on %r', response)
+                    if self._moved:
+                        raise redis.exceptions.ConnectionError("the server ended the queue's subscriptions")
                     response = await self._next_response(connection)
             except _PERMANENT as exc:
                 await self._drop_connection()
@@ -310,13 +327,14 @@ class PubSubHub:
                 logger.warning('Event connection lost (%s); reconnecting in %.2f s', exc, delay)
                 await asyncio.sleep(delay)
 
-    async def _next_response(self, connection: redis.asyncio.connection.AbstractConnection) -> Any:
+    async def _next_response(self, connection: AbstractConnection) -> Any:
         """The next message, an error reply answered on the way."""
         while True:
             try:
                 return await connection.read_response()
-            except redis.exceptions.NoPermissionError as exc:
-                self._refuse(exc)
+            except _ELSEWHERE as exc:
+                # A cluster node that no longer serves the slot: connect anew.
+                raise redis.exceptions.ConnectionError(f'the slot is elsewhere ({exc})') from exc
             except redis.exceptions.ResponseError as exc:
                 self._refuse(exc)
 
@@ -359,7 +377,11 @@ class PubSubHub:
             for future in self._acks.pop(channel):
                 if not future.done():
                     future.set_result(None)
-        await self._send('SUBSCRIBE', list(self._listeners))
+        await self._send(self._subscribe_command, list(self._listeners))
+
+    def _asked(self, kind: bytes, channel: bytes) -> bool:
+        """Whether this reply answers the first command sent."""
+        return bool(self._sent) and self._sent[0][0] == kind and channel in self._sent[0][1]
 
     def _confirm(self, kind: bytes, channel: bytes | None) -> None:
         """Notes a reply to the first command sent."""
@@ -378,7 +400,7 @@ class PubSubHub:
             logger.warning('Event connection got an unexpected error: %s', exc)
             return
         kind, channels = self._sent.popleft()
-        if kind != b'subscribe':
+        if kind != self._subscribed:
             logger.warning('Event connection: %s refused: %s', kind.decode().upper(), exc)
             return
         self._on_refused(exc)
@@ -404,12 +426,15 @@ class PubSubHub:
                     self._pong.set_result(None)
             return
         kind, channel = response[0], response[1]
-        if kind in (b'subscribe', b'unsubscribe', b'pong'):
+        if kind == self._unsubscribed and channel in self._listeners and not self._asked(kind, channel):
+            # Not asked for: the slot has moved away from this node.
+            self._moved = True
+        if kind in (self._subscribed, self._unsubscribed, b'pong'):
             self._confirm(kind, channel)
-        if kind == b'message':
+        if kind == self._message:
             for listener in self.listeners(channel):
                 listener.on_message(response[2])
-        elif kind == b'subscribe':
+        elif kind == self._subscribed:
             pending = self._acks.get(channel)
             if pending:
                 future = pending.popleft()

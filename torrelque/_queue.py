@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -12,8 +13,9 @@ from typing import Any
 import orjson
 import redis.asyncio
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 
-from . import _codec
+from . import _client, _codec
 from ._errors import (
     TorrelqueDuplicateError,
     TorrelqueError,
@@ -70,14 +72,6 @@ _MAX_BLOCK = 30.0
 
 # A final status as the release script gets it.
 _STATUS_ARGS = {status: b'%d' % status for status in TorrelqueTaskStatus}
-
-
-def _socket_timeout(client: redis.asyncio.Redis) -> float | None:
-    """How long the client waits for a reply: its connections' setting
-    (which defaults to 5 s in recent redis-py, even when not given)."""
-    pool = client.connection_pool
-    timeout: float | None = pool.connection_class(**pool.connection_kwargs).socket_timeout
-    return timeout
 
 
 def _timeout_arg(timeout: float) -> bytes | float:
@@ -143,13 +137,16 @@ class Torrelque:
     A call that names no attempt in any of these ways acts on whichever
     attempt is current, as Torrelque 0.9 did.
 
-    :param client: a ``redis.asyncio.Redis`` client, made with
-        ``decode_responses`` true or false.
+    :param client: a ``redis.asyncio.Redis`` client (of a server, or of the
+        master a ``redis.asyncio.sentinel.Sentinel`` finds) or a
+        ``redis.asyncio.RedisCluster``, made with ``decode_responses``
+        true or false. (The ``valkey`` package's client is refused:
+        redis-py's works with Valkey servers.)
     :param queue: the queue's name; producers and consumers of one queue use
         the same. Its keys are ``{queue}:<name>``, in one cluster slot.
     :param serialiser: how payloads and results become bytes and back
         (default: JSON by orjson).
-    :raises TorrelqueError: the client is not a Redis client, or the name or
+    :raises TorrelqueError: the client is not one of those, or the name or
         serialiser is unusable (:class:`TorrelqueValueError`).
     """
 
@@ -199,32 +196,31 @@ class Torrelque:
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: redis.asyncio.Redis | redis.asyncio.RedisCluster,
         *,
         queue: str = 'trq',
         serialiser: TorrelqueTaskSerialiser = json_serialiser,
     ) -> None:
-        if not isinstance(client, redis.asyncio.Redis):
-            raise TorrelqueValueError(f'a redis.asyncio.Redis client is needed, not {type(client).__name__}')
+        client = _client.check(client)
         if not isinstance(queue, str) or not queue or '{' in queue or '}' in queue:
             raise TorrelqueValueError(f'the queue name must be a non-empty string without braces, not {queue!r}')
-        self._codec = _codec.Codec(
-            serialiser, text_replies=bool(client.connection_pool.connection_kwargs.get('decode_responses'))
-        )
+        settings = _client.settings(client)
+        self._codec = _codec.Codec(serialiser, text_replies=bool(settings.get('decode_responses')))
         self._client = client
         self.name = queue
         self.keys = {role: f'{{{queue}}}:{suffix}' for role, suffix in type(self).keys.items()}
         # Pub/sub spans all the databases of a server: beyond database 0,
         # the queue's channels end in '@<db>', so queues of one name in two
         # databases do not hear each other.
-        db = int(client.connection_pool.connection_kwargs.get('db') or 0)
+        db = int(settings.get('db') or 0)
         self._channel_suffix = f'@{db}' if db else ''
         for role in ('events', 'wake', 'abort'):
             self.keys[role] += self._channel_suffix
-        self._scripts = Scripts(client, self.keys, self._events_refused)
+        self._sharded = _client.is_cluster(client)
+        self._scripts = Scripts(client, self.keys, self._events_refused, sharded=self._sharded)
         # A blocking wait ends well within the client's wait for a reply
         # (the server times blocked clients out up to 100 ms late) and loops.
-        socket_timeout = _socket_timeout(client)
+        socket_timeout = _client.socket_timeout(client)
         self._block_limit = min(socket_timeout / 2, _MAX_BLOCK) if socket_timeout else _MAX_BLOCK
         self._offset = 0.0
         self._hub: PubSubHub | None = None
@@ -249,11 +245,22 @@ class Torrelque:
 
     # -- helpers -----------------------------------------------------------------
 
+    async def _server_time(self) -> float:
+        """The clock of the server that holds the queue (on a cluster, the
+        master of its slot), shifted by :attr:`clock_offset`."""
+        if isinstance(self._client, redis.asyncio.RedisCluster):
+            await self._client.initialize()  # knows the cluster's map from then on
+            node = self._client.get_node_from_key(self.keys['workers'])
+            seconds, micros = await self._client.time(target_nodes=node)
+        else:
+            seconds, micros = await self._client.time()
+        return int(seconds) + int(micros) / 1_000_000 + self._offset
+
     def _state_key(self, task_id: TaskId) -> str:
         return f'{self.keys["task"]}:{task_id}'
 
-    def _target(self, pipeline: Pipeline | None) -> Pipeline | None:
-        if pipeline is not None and not isinstance(pipeline, Pipeline):
+    def _target(self, pipeline: Pipeline | ClusterPipeline | None) -> Pipeline | ClusterPipeline | None:
+        if pipeline is not None and not isinstance(pipeline, (Pipeline, ClusterPipeline)):
             raise TorrelqueValueError(f'pipeline must be a client.pipeline(), not {type(pipeline).__name__}')
         return pipeline
 
@@ -287,7 +294,7 @@ class Torrelque:
         *,
         task_timeout: float | None = None,
         delay: float | None = None,
-        pipeline: Pipeline | None = None,
+        pipeline: Pipeline | ClusterPipeline | None = None,
         max_attempts: int | None = None,
         task_id: str | None = None,
         unique_for: float | None = None,
@@ -570,7 +577,7 @@ class Torrelque:
         delay: float | None = None,
         *,
         task_timeout: float | None = None,
-        pipeline: Pipeline | None = None,
+        pipeline: Pipeline | ClusterPipeline | None = None,
         lease: str | None = None,
     ) -> bool | None:
         """Ends an attempt and returns its working task to the queue, to be
@@ -602,7 +609,7 @@ class Torrelque:
         result: Any = None,
         result_ttl: float | None = None,
         status: TorrelqueTaskStatus = TorrelqueTaskStatus.COMPLETED,
-        pipeline: Pipeline | None = None,
+        pipeline: Pipeline | ClusterPipeline | None = None,
         lease: str | None = None,
     ) -> bool | None:
         """Ends an attempt and takes its finished task out of the queue.
@@ -648,7 +655,7 @@ class Torrelque:
         task_id: TaskId,
         task_timeout: float | None = None,
         *,
-        pipeline: Pipeline | None = None,
+        pipeline: Pipeline | ClusterPipeline | None = None,
         lease: str | None = None,
     ) -> bool | None:
         """Extends an attempt's lease: its task's stale deadline becomes now
@@ -786,8 +793,7 @@ class Torrelque:
         if task_ids:
             names = [_codec.task_id(task_id) for task_id in task_ids]
             return sum([await self._scripts.purge(names[i : i + BATCH], 0, 0) for i in range(0, len(names), BATCH)])
-        seconds, micros = await self._client.time()
-        now_us = seconds * 1_000_000 + micros + _codec.micros(self._offset)
+        now_us = _codec.micros(await self._server_time())
         before_us = (
             now_us + 1
             if older_than is None
@@ -927,11 +933,8 @@ class Torrelque:
     async def list_workers(self) -> list[TorrelqueWorkerInfo]:
         """The workers of the queue that are alive: those whose last beat in
         ``{queue}:workers`` has not expired, the longest running first."""
-        async with self._client.pipeline(transaction=False) as pipeline:
-            pipeline.time()
-            pipeline.hgetall(self.keys['workers'])
-            (seconds, micros), entries = await pipeline.execute()
-        now = int(seconds) + int(micros) / 1_000_000 + self._offset
+        entries = await self._client.hgetall(self.keys['workers'])
+        now = await self._server_time()
         alive = []
         for worker_id, entry in entries.items():
             try:
@@ -990,7 +993,12 @@ class Torrelque:
 
     def _events(self) -> PubSubHub:
         if self._hub is None:
-            self._hub = PubSubHub(self._client, self._scripts.snapshot, self._events_refused)
+            self._hub = PubSubHub(
+                functools.partial(_client.event_connection, self._client, self.keys['events']),
+                self._scripts.snapshot,
+                self._events_refused,
+                sharded=self._sharded,
+            )
         return self._hub
 
     def watch(self, task_id: TaskId, *, timeout: float | None = None) -> TaskWatch:

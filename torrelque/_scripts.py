@@ -18,6 +18,7 @@ from importlib.resources import files
 from typing import Any
 
 import redis.exceptions
+from redis.asyncio.cluster import ClusterPipeline
 
 from ._codec import new_token, raw, text
 from ._errors import TorrelqueOutOfMemoryError
@@ -42,9 +43,15 @@ RETRY_WINDOW = 60.0
 #: The most tasks one script call takes or moves.
 BATCH = 250
 
+# ARGV[2]: whether the caller wants to hear of a refused event ('1' or
+# '0'), then 's' when events go by sharded pub/sub (on a cluster).
 _REPORT, _QUIET = b'1', b'0'
 # What a script's reply starts with when the server refused one of its events.
 _REFUSED = (b'events refused', 'events refused')
+
+
+async def _done() -> None:
+    """What adding a raw command to a cluster pipeline awaits: nothing."""
 
 
 def _read(name: str) -> str:
@@ -137,11 +144,18 @@ class Scripts:
     :param keys: the queue's key names, by role.
     :param on_events_refused: called when the server refused to publish an
         event of a transition (which went on without it).
+    :param sharded: publish by sharded pub/sub (on a cluster).
     """
 
-    def __init__(self, client: Any, keys: dict[str, str], on_events_refused: Callable[[], None]) -> None:
+    def __init__(
+        self, client: Any, keys: dict[str, str], on_events_refused: Callable[[], None], *, sharded: bool = False
+    ) -> None:
+        self._client = client
         self._scripts = {name: client.register_script(source) for name, source in SOURCES.items()}
         self._on_events_refused = on_events_refused
+        # The scripts called in each cluster pipeline so far (see _call_in).
+        self._loaded_for: weakref.WeakKeyDictionary[Any, set[bytes | str]] = weakref.WeakKeyDictionary()
+        self._report, self._quiet = (_REPORT + b's', _QUIET + b's') if sharded else (_REPORT, _QUIET)
         #: The clock seam offset, as the scripts get it (integer microseconds).
         self.offset = b'0'
         k = {role: name.encode() for role, name in keys.items()}
@@ -189,16 +203,33 @@ class Scripts:
             k['stats'], k['events'], k['wake'], k['task'],
         ]  # fmt: skip
         self._purge_keys = [k['dead'], k['task']]
-        self._enqueue_batches = PipelineBatches(self._scripts['enqueue'], self._enqueue_keys, BATCH)
-        self._release_batches = PipelineBatches(self._scripts['release'], self._release_keys, BATCH)
+        self._enqueue_batches = PipelineBatches(self._scripts['enqueue'], self._enqueue_keys, BATCH, self._call_in)
+        self._release_batches = PipelineBatches(self._scripts['release'], self._release_keys, BATCH, self._call_in)
 
     # A plain function, not a coroutine: every frame between the caller and
     # redis-py is passed through at each of a call's suspensions.
     def _run(self, name: str, keys: list[bytes], args: list[Any], pipeline: Any = None) -> Awaitable[Any]:
         """A script call (into ``pipeline``, whose results get its reply)."""
         if pipeline is not None:
-            return self._scripts[name](keys, [self.offset, _QUIET, *args], client=pipeline)  # type: ignore[no-any-return]
-        return self._scripts[name](keys, [self.offset, _REPORT, *args])  # type: ignore[no-any-return]
+            return self._call_in(self._scripts[name], keys, [self.offset, self._quiet, *args], pipeline)
+        return self._scripts[name](keys, [self.offset, self._report, *args])  # type: ignore[no-any-return]
+
+    def _call_in(self, script: Any, keys: Sequence[bytes], args: Sequence[Any], pipeline: Any) -> Awaitable[Any]:
+        """Adds a script call to a pipeline. redis-py runs the scripts of a
+        plain pipeline itself (loading them first if need be); a cluster's
+        pipeline refuses script calls, so the call goes in as a raw command:
+        the first of each script in each pipeline as EVAL, which loads the
+        script on the node (all of a queue's calls go to its slot's node, in
+        order), and the rest as EVALSHA."""
+        if not isinstance(pipeline, ClusterPipeline):
+            return script(keys, args, client=pipeline)  # type: ignore[no-any-return]
+        loaded = self._loaded_for.setdefault(pipeline, set())
+        if script.sha in loaded:
+            pipeline.execute_command('EVALSHA', script.sha, len(keys), *keys, *args)
+        else:
+            pipeline.execute_command('EVAL', script.script, len(keys), *keys, *args)
+            loaded.add(script.sha)
+        return _done()
 
     def _value(self, reply: Any) -> Any:
         """A direct call's reply, unwrapped; notes a refused event."""
@@ -227,10 +258,10 @@ class Scripts:
         if pipeline is not None:
             if unique_ms is None:
                 common += (b'', b'', b'')
-                await self._enqueue_batches.add(pipeline, [self.offset, _QUIET, *common], [task_id, payload])
+                await self._enqueue_batches.add(pipeline, [self.offset, self._quiet, *common], [task_id, payload])
             else:
                 await self._enqueue_batches.add(
-                    pipeline, [self.offset, _QUIET, *common], [task_id, payload], fresh=(unique_ms, b'')
+                    pipeline, [self.offset, self._quiet, *common], [task_id, payload], fresh=(unique_ms, b'')
                 )
             return None
         if unique_ms is None:
@@ -301,7 +332,9 @@ class Scripts:
         (into a pipeline: joined to the previous release without a result
         and with the same status, if that was the last command)."""
         if result is None and pipeline is not None:
-            await self._release_batches.add(pipeline, [self.offset, _QUIET, status], [task_id, lease], fresh=(b'0',))
+            await self._release_batches.add(
+                pipeline, [self.offset, self._quiet, status], [task_id, lease], fresh=(b'0',)
+            )
             return None
         if result is None:
             args = [status, new_token(), b'0', task_id, lease]
@@ -390,8 +423,15 @@ class PipelineBatches:
     batch.
     """
 
-    def __init__(self, script: Any, keys: Sequence[bytes], limit: int) -> None:
+    def __init__(
+        self,
+        script: Any,
+        keys: Sequence[bytes],
+        limit: int,
+        call_in: Callable[[Any, Sequence[bytes], Sequence[Any], Any], Awaitable[Any]],
+    ) -> None:
         self._script = script
+        self._call_in = call_in
         self._keys = list(keys)
         self._limit = limit
         # Per pipeline: the args of the last command this added, its common
@@ -402,21 +442,47 @@ class PipelineBatches:
         self, pipeline: Any, common: Sequence[Any], item: Sequence[Any], fresh: Sequence[bytes] | None = None
     ) -> None:
         common = tuple(common)
-        stack = getattr(pipeline, 'command_stack', None)
+        stack = _command_stack(pipeline)
         last = self._open.get(pipeline)
-        if last is not None and isinstance(stack, list) and stack:
+        if last is not None and stack:
             args, last_common, count = last
-            entry = stack[-1]
-            if entry[0] is args and last_common == common and count < self._limit:
+            if _args_of(stack[-1]) is args and last_common == common and count < self._limit:
                 args.extend(item)
                 self._open[pipeline] = (args, common, count + 1)
                 return
         opening = () if fresh is None else (new_token(), *fresh)
-        await self._script(self._keys, [*common, *opening, *item], client=pipeline)
-        stack = getattr(pipeline, 'command_stack', None)
-        if isinstance(stack, list) and stack and stack[-1][0][1:2] == (self._script.sha,):
-            args, options = stack[-1]
-            stack[-1] = (growing := list(args), options)
-            self._open[pipeline] = (growing, common, 1)
+        await self._call_in(self._script, self._keys, [*common, *opening, *item], pipeline)
+        stack = _command_stack(pipeline)
+        added = _args_of(stack[-1]) if stack else None
+        if added is not None and len(added) > 1 and added[1] in (self._script.sha, self._script.script):
+            self._open[pipeline] = (_growing(stack), common, 1)  # type: ignore[arg-type]
         else:
             self._open.pop(pipeline, None)
+
+
+def _command_stack(pipeline: Any) -> list[Any] | None:
+    """The commands a pipeline holds, in order: a plain pipeline's
+    ``command_stack`` of ``(args, options)``; a cluster pipeline's list of
+    commands with ``args`` (kept by its execution strategy in redis-py 6 and
+    later, by the pipeline before). ``None`` for anything else."""
+    if isinstance(pipeline, ClusterPipeline):
+        strategy = getattr(pipeline, '_execution_strategy', None)
+        stack = getattr(strategy, '_command_queue', None) if strategy else getattr(pipeline, '_command_stack', None)
+    else:
+        stack = getattr(pipeline, 'command_stack', None)
+    return stack if isinstance(stack, list) else None
+
+
+def _args_of(entry: Any) -> Any:
+    return entry[0] if isinstance(entry, tuple) else getattr(entry, 'args', None)
+
+
+def _growing(stack: list[Any]) -> list[Any]:
+    """The last command's arguments, made a list in its place, to extend."""
+    entry = stack[-1]
+    if isinstance(entry, tuple):
+        args, options = entry
+        stack[-1] = (growing := list(args), options)
+    else:
+        entry.args = growing = list(entry.args)
+    return growing

