@@ -127,6 +127,19 @@ def test_a_client_that_is_not_redis_is_refused(bad: object) -> None:
         Torrelque(bad)  # type: ignore[arg-type]
 
 
+def test_valkeys_client_and_synchronous_clients_are_refused_saying_what_to_use() -> None:
+    import valkey
+    import valkey.asyncio
+
+    with pytest.raises(TorrelqueValueError, match=r"valkey package\) is not supported: pass redis-py's redis\.asyncio"):
+        Torrelque(valkey.asyncio.Valkey())  # type: ignore[arg-type]
+    for synchronous in (redis.Redis(), valkey.Valkey()):
+        with pytest.raises(TorrelqueValueError, match=r'redis\.asyncio'):
+            Torrelque(synchronous)  # type: ignore[arg-type]
+    with pytest.raises(TorrelqueValueError, match='is synchronous'):
+        Torrelque(redis.Redis())  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize('name', ['', 'a{b', 'a}b', 7])
 def test_a_bad_queue_name_is_refused(client: redis.asyncio.Redis, name: object) -> None:
     with pytest.raises(TorrelqueValueError, match='queue name'):

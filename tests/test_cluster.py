@@ -152,10 +152,12 @@ async def test_a_watch_follows_a_task_to_its_end_by_sharded_pub_sub(
         task_id = await queue.enqueue('x')
         states: list[TorrelqueTaskStatus] = []
         events: list[str] = []
+        started = asyncio.Event()
 
         async def follow() -> None:
             async for state in queue.watch(task_id, timeout=20):
                 states.append(state.status)
+                started.set()
 
         async def tail() -> None:
             async for event in queue.watch_queue():
@@ -170,6 +172,7 @@ async def test_a_watch_follows_a_task_to_its_end_by_sharded_pub_sub(
         subscribed = lambda: cluster.call(owner, 'PUBSUB', 'SHARDNUMSUB', channel)[1] == 1  # noqa: E731
         await asyncio.to_thread(wait_for, subscribed, 10, 'the subscription')
         assert cluster.call(owner, 'PUBSUB', 'NUMSUB', channel)[1] == 0
+        await asyncio.wait_for(started.wait(), 10)  # the watch has read the state it starts from
         taken, _ = await consumer.dequeue(timeout=5)
         await consumer.release(taken, result=1)
         await asyncio.wait_for(asyncio.gather(*following), 10)

@@ -83,10 +83,15 @@ async def event_connection(client: Client, key: str, refresh: bool) -> AbstractC
     key's slot, as the client's map of the cluster says (read anew when
     ``refresh``: the last connection failed, or the slot moved)."""
     if isinstance(client, redis.asyncio.cluster.RedisCluster):
-        if refresh:
-            await client.nodes_manager.initialize()
-        else:
-            await client.initialize()
+        try:
+            if refresh:
+                await client.nodes_manager.initialize()
+            else:
+                await client.initialize()
+        except redis.exceptions.RedisClusterException as exc:
+            # No node answered with the map (redis-py's error for it is no
+            # RedisError): a loss like any other, to try again.
+            raise redis.exceptions.ConnectionError(f'cannot read the map of the cluster: {exc}') from exc
         node = client.get_node_from_key(key)
         if node is None:
             raise redis.exceptions.ConnectionError(f'no node of the cluster serves {key!r} now')
