@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -178,6 +181,30 @@ async def test_a_watch_follows_a_task_to_its_end_by_sharded_pub_sub(
         await asyncio.wait_for(asyncio.gather(*following), 10)
     assert states == [TorrelqueTaskStatus.PENDING, TorrelqueTaskStatus.WORKING, TorrelqueTaskStatus.COMPLETED]
     assert events == ['dequeued', 'released']
+
+
+async def test_the_command_line_follows_the_cluster_to_the_queue(
+    cluster: Cluster, client: redis.asyncio.RedisCluster
+) -> None:
+    name = next(n for n in names_on_every_master(cluster, 8) if cluster.owner(f'{{{n}}}') is not cluster.nodes[0])
+    async with Torrelque(client, queue=name) as queue:
+        task_id = await queue.enqueue('x')
+    host, port = cluster.startup_nodes[0]  # not the master of the queue's slot
+    url = f'redis://{host}:{port}/0'
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, '-m', 'torrelque', *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+
+    stats = await asyncio.to_thread(run, '--cluster', '--url', url, 'stats', name, '--json')
+    assert stats.returncode == 0, stats.stderr
+    shown = json.loads(stats.stdout)
+    assert shown['exists'] is True and shown['counts']['pending'] == 1
+    task = await asyncio.to_thread(run, '--cluster', '--url', url, 'task', name, task_id, '--json')
+    assert json.loads(task.stdout)['status'] == 'PENDING', task.stderr
+    # Without --cluster, the node it reaches answers for its own keys only.
+    alone = await asyncio.to_thread(run, '--url', url, 'task', name, task_id)
+    assert alone.returncode != 0
 
 
 # -- faults: each test on a cluster of its own ----------------------------------------------

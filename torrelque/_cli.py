@@ -35,6 +35,9 @@ from ._version import __version__
 
 DEFAULT_URL = 'redis://localhost:6379/0'
 URL_ENVVAR = 'TORRELQUE_REDIS_URL'
+CLUSTER_ENVVAR = 'TORRELQUE_REDIS_CLUSTER'
+# Where the group's --cluster is kept for the commands (Context.meta).
+_CLUSTER = 'torrelque.cluster'
 
 #: The exit status of ``watch`` for a task that ends in each status other
 #: than COMPLETED (which, like a release without a result, is 0), so that a
@@ -136,10 +139,14 @@ def _masked(url: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _open(url: str, name: str, serialiser: TorrelqueTaskSerialiser = _READER) -> AsyncIterator[Torrelque]:
-    """A queue on a client of ``url``, once the server has answered."""
+async def _open(
+    url: str, name: str, serialiser: TorrelqueTaskSerialiser = _READER, cluster: bool = False
+) -> AsyncIterator[Torrelque]:
+    """A queue on a client of ``url`` (a cluster's node, with ``cluster``),
+    once the server has answered."""
+    kind = redis.asyncio.RedisCluster if cluster else redis.asyncio.Redis
     try:
-        client = redis.asyncio.Redis.from_url(url)
+        client = kind.from_url(url)
     except ValueError as exc:
         raise Failure(f'bad Redis URL {_masked(url)}: {exc}') from None
     try:
@@ -173,9 +180,10 @@ def _run(
     """Runs ``action`` on the named queue; turns what can go wrong into one
     line, and Ctrl-C into the exit status ``interrupted``."""
     url = url or ctx.obj or DEFAULT_URL
+    cluster = bool(ctx.meta.get(_CLUSTER))
 
     async def main() -> None:
-        async with _open(url, name, serialiser) as queue:
+        async with _open(url, name, serialiser, cluster) as queue:
             try:
                 await action(queue)
             except BrokenPipeError:
@@ -228,15 +236,22 @@ def _options(command: F) -> F:
         f'Also read from ${URL_ENVVAR}.'
     ),
 )
+@click.option(
+    '--cluster',
+    is_flag=True,
+    envvar=CLUSTER_ENVVAR,
+    help=f'The URL is a node of a Redis Cluster: follow the cluster to the queue. Also ${CLUSTER_ENVVAR}=1.',
+)
 @click.version_option(__version__, prog_name='torrelque')
 @click.pass_context
-def cli(ctx: click.Context, url: str) -> None:
+def cli(ctx: click.Context, url: str, cluster: bool) -> None:
     """Look into torrelque queues on a Redis server.
 
     QUEUE is a queue's name, as given to Torrelque(queue=...): its keys are
     {QUEUE}:pending and so on.
     """
     ctx.obj = url
+    ctx.meta[_CLUSTER] = cluster
 
 
 @cli.command()
