@@ -219,7 +219,9 @@ async def sentinel(deployment: Deployment) -> AsyncIterator[redis.asyncio.sentin
         deployment.sentinel_addresses, socket_timeout=SOCKET_TIMEOUT
     )
     yield found
-    await found.aclose()
+    # (Sentinel.aclose() is newer than redis-py 5.0.1: close its clients.)
+    for client in found.sentinels:
+        await client.aclose()
 
 
 @pytest.fixture
