@@ -109,6 +109,18 @@ async def wait_until(predicate: Callable[[], Awaitable[object]], timeout: float 
         await asyncio.sleep(0.02)
 
 
+async def subscribers(client: redis.asyncio.Redis, channel: str) -> int:
+    """How many subscribe to the channel: on a cluster, by shard on the
+    master of the channel's slot (where a queue's events go)."""
+    if isinstance(client, redis.asyncio.RedisCluster):
+        await client.initialize()
+        node = client.get_node_from_key(channel)
+        reply = await client.execute_command('PUBSUB', 'SHARDNUMSUB', channel, target_nodes=node)
+        return int(reply[1])
+    ((_, count),) = await client.pubsub_numsub(channel)
+    return int(count)
+
+
 async def server_now(client: redis.asyncio.Redis) -> float:
     """The Redis server's clock, in seconds."""
     seconds, micros = await client.time()

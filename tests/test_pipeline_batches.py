@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 import redis.asyncio
-from helpers import raw, server_now, state_hash
+from helpers import raw, server_now, state_hash, subscribers, wait_until
 
 import torrelque._codec
 from torrelque import Torrelque, TorrelqueEvent
@@ -120,7 +120,7 @@ async def test_every_task_of_a_batch_has_its_event(client: redis.asyncio.Redis, 
                 return
 
     tailing = asyncio.create_task(tail())
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: subscribers(client, queue.keys['events']))
     async with client.pipeline(transaction=True) as pipe:
         ids = [await queue.enqueue(n, pipeline=pipe) for n in range(5)]
         await pipe.execute()

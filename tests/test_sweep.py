@@ -136,12 +136,14 @@ async def test_schedule_twice_replaces_and_unschedule_stops(queue: Torrelque) ->
     queue.schedule_sweep(0.05)
     first = queue._sweeper._task
     queue.schedule_sweep(0.05)
-    await asyncio.sleep(0.05)
-    assert first is not None and first.cancelled()
+    assert first is not None
+    await asyncio.wait([first], timeout=5)  # a sweep under way ends first
+    assert first.cancelled()
     running = queue._sweeper._task
+    assert running is not None and running is not first
     queue.unschedule_sweep()
-    await asyncio.sleep(0.05)
-    assert running is not None and running.cancelled()
+    await asyncio.wait([running], timeout=5)
+    assert running.cancelled()
     queue.unschedule_sweep()  # again: nothing to do
 
 

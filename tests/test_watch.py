@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 import redis.asyncio
-from helpers import wait_until
+from helpers import subscribers, wait_until
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
@@ -34,14 +34,7 @@ async def collect(queue: Torrelque, task_id: str, timeout: float = 10) -> list[T
     return [state async for state in queue.watch(task_id, timeout=timeout)]
 
 
-async def numsub(client: redis.asyncio.Redis, channel: str) -> int:
-    if isinstance(client, redis.asyncio.RedisCluster):
-        # Sharded, on the master of the channel's slot.
-        node = client.get_node_from_key(channel)
-        reply = await client.execute_command('PUBSUB', 'SHARDNUMSUB', channel, target_nodes=node)
-        return int(reply[1])
-    ((_, count),) = await client.pubsub_numsub(channel)
-    return int(count)
+numsub = subscribers
 
 
 async def pubsub_connections(client: redis.asyncio.Redis) -> int:
