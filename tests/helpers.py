@@ -121,6 +121,27 @@ async def subscribers(client: redis.asyncio.Redis, channel: str) -> int:
     return int(count)
 
 
+async def blocked_clients(client: redis.asyncio.Redis, key: str) -> int:
+    """How many clients wait in a blocking command on the server of ``key``
+    (on a cluster, the master of its slot)."""
+    if isinstance(client, redis.asyncio.RedisCluster):
+        await client.initialize()
+        info = await client.info('clients', target_nodes=client.get_node_from_key(key))
+    else:
+        info = await client.info('clients')
+    return int(info['blocked_clients'])
+
+
+async def until_blocked(client: redis.asyncio.Redis, key: str, count: int) -> None:
+    """Waits until ``count`` clients wait in blocking commands on the server
+    of ``key``."""
+
+    async def blocked() -> bool:
+        return await blocked_clients(client, key) >= count
+
+    await wait_until(blocked)
+
+
 async def server_now(client: redis.asyncio.Redis) -> float:
     """The Redis server's clock, in seconds."""
     seconds, micros = await client.time()

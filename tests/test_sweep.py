@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 import redis.asyncio
-from helpers import raw
+from helpers import blocked_clients, raw, until_blocked
 
 from torrelque import Torrelque, TorrelqueError, TorrelqueTaskStatus, TorrelqueValueError
 
@@ -65,10 +65,12 @@ async def test_the_sweep_sets_a_lost_wake_up_marker_again(
     """A consumer whose BLPOP took the wake-up marker but never saw the reply
     (here a bare BLPOP that is first in line) leaves the task pending and the
     other consumers asleep; the next sweep wakes one of them."""
-    lost = asyncio.create_task(make_client().blpop([queue.keys['ready']], 5))
-    await asyncio.sleep(0.1)
+    admin, ready = make_client(), queue.keys['ready']
+    before = await blocked_clients(admin, ready)
+    lost = asyncio.create_task(make_client().blpop([ready], 5))
+    await until_blocked(admin, ready, before + 1)
     waiting = asyncio.create_task(queue.dequeue(timeout=5))
-    await asyncio.sleep(0.1)
+    await until_blocked(admin, ready, before + 2)
     task_id = await queue.enqueue('woken by the sweep')
     assert await lost is not None
     await asyncio.sleep(0.2)
