@@ -216,6 +216,28 @@ async def test_cancelled_waiting_dequeue_loses_nothing(
     assert await producer.dequeue(timeout=1) == (task_id, 'after the cancel')
 
 
+async def test_a_dequeue_cancelled_at_any_moment_ends(
+    make_client: Callable[..., redis.asyncio.Redis], queue_name: str
+) -> None:
+    """Wherever the cancellation lands (connecting, writing a command,
+    blocked), the dequeue ends within one wait: Python 3.11's
+    ``asyncio.wait_for``, which redis-py awaits for each write when a
+    socket timeout is set, swallows a cancellation that comes as the write
+    ends."""
+    steps = 0
+    for attempt in range(48):
+        client = make_client(socket_timeout=2)  # the block interval: 1 s
+        consumer = Torrelque(client, queue=queue_name)
+        waiting = asyncio.create_task(consumer.dequeue())
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        steps = (steps + 1) % 12
+        waiting.cancel()
+        done, _ = await asyncio.wait([waiting], timeout=3)
+        assert done, f'attempt {attempt}: the cancelled dequeue still runs'
+        assert waiting.cancelled()
+
+
 async def test_client_with_a_socket_timeout_still_waits(
     make_client: Callable[..., redis.asyncio.Redis], queue_name: str
 ) -> None:

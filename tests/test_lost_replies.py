@@ -137,6 +137,32 @@ async def test_a_dequeue_cancelled_in_its_script_call_gives_its_task_back(
     assert (again, again.dequeue_count) == (task_id, 1)
 
 
+async def test_aclose_stops_a_give_back_that_cannot_finish(
+    client: redis.asyncio.Redis, proxy: Proxy, through: Callable[..., Torrelque], make_queue: Callable[..., Torrelque]
+) -> None:
+    """A give-back whose replies never come holds ``aclose`` up for its
+    bound (6 s, then one last short try), not for ever, and nothing of the
+    queue keeps running after it; the task is not lost."""
+    queue = through(retry=False, socket_timeout=30)
+    await warm_dequeue(queue)
+    task_id = await queue.enqueue('given back late', task_timeout=1)
+    loop = asyncio.get_running_loop()
+    async with proxy.holding():
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                await queue.dequeue()
+        started = loop.time()
+        await queue.aclose()
+        assert loop.time() - started < 8.5
+        left = [task.get_coro().__qualname__ for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        assert 'Torrelque._give_back_now' not in left
+    # Working still, or given back had a script reached Redis before the
+    # cut; the sweep returns it from working once its deadline passes.
+    await asyncio.sleep(1)
+    await make_queue().sweep()
+    await wait_for_pending(client, queue, [task_id])
+
+
 async def test_a_dequeue_cancelled_while_it_waits_leaves_the_wake_up_to_another(
     client: redis.asyncio.Redis, proxy: Proxy, through: Callable[..., Torrelque], make_queue: Callable[..., Torrelque]
 ) -> None:

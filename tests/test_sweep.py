@@ -168,6 +168,23 @@ async def test_aclose_stops_the_sweep(client: redis.asyncio.Redis, queue_name: s
     assert task is not None and task.done()
 
 
+async def test_aclose_stops_the_sweep_wherever_it_is(
+    make_client: Callable[..., redis.asyncio.Redis], queue_name: str
+) -> None:
+    """Stopped while it connects, writes a sweep or waits, the sweep ends
+    (see test_a_dequeue_cancelled_at_any_moment_ends for why a write could
+    keep it running)."""
+    loop = asyncio.get_running_loop()
+    for steps in range(24):
+        queue = Torrelque(make_client(socket_timeout=2), queue=queue_name)
+        queue.schedule_sweep(0.05)
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        started = loop.time()
+        await queue.aclose()
+        assert loop.time() - started < 1, f'stopped after {steps} steps'
+
+
 async def test_a_wake_up_during_a_sweep_is_not_lost(queue: Torrelque) -> None:
     """A delayed task comes in after the sweep has read the queue but before
     it has returned: the wake-up it announces still sets the next sweep

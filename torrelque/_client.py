@@ -11,6 +11,7 @@ nobody hears) counts one node's subscribers only.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import redis.asyncio
@@ -40,6 +41,22 @@ def check(client: object) -> Client:
     raise TorrelqueValueError(
         f'a redis.asyncio.Redis or redis.asyncio.RedisCluster client is needed, not {kind.__name__}'
     )
+
+
+def cancels() -> int:
+    """How many cancellations the current task has been asked for."""
+    task = asyncio.current_task()
+    return 0 if task is None else task.cancelling()
+
+
+def cancel_lost(since: int) -> bool:
+    """Whether the current task was asked to cancel after it counted
+    ``since`` and never saw the :class:`asyncio.CancelledError`: Python
+    3.11's ``asyncio.wait_for``, which redis-py awaits for every write when
+    a socket timeout is set (as it is by default), swallows a cancellation
+    that comes as the write ends. A loop that goes back to Redis would
+    then run on, deaf to it; it raises the cancellation instead."""
+    return cancels() > since
 
 
 def is_cluster(client: Client) -> bool:

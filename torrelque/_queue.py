@@ -401,10 +401,13 @@ class Torrelque:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         woken = False
+        since = _client.cancels()
         while True:
             pairs, rate_wait = await self._take(max_tasks, woken)
             if pairs:
                 return pairs if max_tasks > 1 else pairs[0]
+            if _client.cancel_lost(since):
+                raise asyncio.CancelledError
             if rate_wait:
                 # The rate limit allows no dequeue now: sleep until it does
                 # (an enqueue would not help), then take.
@@ -419,6 +422,10 @@ class Torrelque:
                     raise
                 continue
             woken = await self._wait_ready(deadline)
+            if _client.cancel_lost(since):
+                if woken:
+                    self._give_back(b'')  # the marker this call took is for the next consumer
+                raise asyncio.CancelledError
             if not woken and deadline is not None and loop.time() >= deadline:
                 raise TorrelqueTimeoutError(f'no task within {timeout} s')
 
@@ -1050,6 +1057,14 @@ class Torrelque:
         give_up = loop.time() + 6
         while self._givebacks and loop.time() < give_up:
             await asyncio.wait(list(self._givebacks), timeout=give_up - loop.time())
+        if self._givebacks:
+            # Still failing: their tasks stay working until the sweep finds
+            # them stale. Nothing is left running past the close.
+            left = list(self._givebacks)
+            logger.warning('Closing with %d give-back(s) unfinished: the sweep returns their tasks', len(left))
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
         if self._hub is not None:
             hub, self._hub = self._hub, None
             await hub.aclose()

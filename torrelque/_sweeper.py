@@ -10,6 +10,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 
+from ._client import cancel_lost, cancels
 from ._events import PubSubHub
 
 logger = logging.getLogger('torrelque')
@@ -69,11 +70,14 @@ class Sweeper:
         self._woken = asyncio.Event()
         joining = loop.create_task(self._listen(interval))
         failures = 0
+        since = cancels()
         try:
             while True:
                 self._asked = math.inf
                 try:
                     (stale, due, _), next_in = await self._sweep()
+                    if cancel_lost(since):
+                        raise asyncio.CancelledError
                 except Exception as exc:
                     failures += 1
                     wait = min(interval, 0.1 * 2**failures)

@@ -246,8 +246,9 @@ class Worker:
             running.clear()
             registered.cancel()
             listening.cancel()
-            # Not awaited without bound: redis-py now and then lets a
-            # cancellation pass and finishes its call first.
+            # Not awaited without bound: on Python 3.11 a cancellation can
+            # be lost in a redis-py write (see _client.cancel_lost), and the
+            # beat finishes its call and its sleep first.
             await asyncio.wait([registered], timeout=0.5)
             self.queue._outlive(registered)
             aborts.leave()
@@ -343,9 +344,10 @@ class Worker:
 
     async def _drop_take(self, taking: asyncio.Future[list[tuple[TorrelqueTaskId, Any]]]) -> None:
         """Cancels a dequeue the worker no longer wants; a cancelled dequeue
-        gives back what it took. Now and then redis-py lets a cancellation
-        pass and goes on waiting (up to the block limit, a few seconds): the
-        worker does not wait for it, and gives back whatever it brings."""
+        gives back what it took. On Python 3.11 a cancellation can be lost in
+        a redis-py write, and the dequeue sees it only when its wait ends (the
+        block limit, a few seconds): the worker does not wait for it, and
+        gives back whatever it brings."""
         taking.cancel()
         await asyncio.wait([taking], timeout=0.5)
         taking.add_done_callback(self._give_back_got)
