@@ -5,6 +5,7 @@ worker is gone; watchers see CANCELLED; ids of cancelled tasks are held."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 import pytest
@@ -102,6 +103,34 @@ async def test_a_running_handler_is_aborted_within_milliseconds_and_never_retrie
     assert runs == 1
     assert (await queue.get_queue_stats()).tasks == 0
     assert (await queue.get_queue_counters())['cancelled'] == 1
+
+
+@pytest.mark.parametrize('ending', ['returns', 'raises'])
+async def test_an_aborted_task_ends_cancelled_however_its_handler_ends(queue: Torrelque, ending: str) -> None:
+    """A handler that swallows the cancellation and then returns (or fails)
+    does not make the cancelled task completed (or retried)."""
+    started = asyncio.Event()
+
+    async def handle(task: str, ctx: TaskContext) -> str:
+        started.set()
+        with contextlib.suppress(asyncio.CancelledError):  # as a careless handler might
+            await asyncio.sleep(30)
+        if ending == 'raises':
+            raise RuntimeError('failed after the cancel')
+        return 'done anyway'
+
+    task_id = await queue.enqueue('stubborn', max_attempts=5)
+    async with Worker(queue, handle):
+        await asyncio.wait_for(started.wait(), 5)
+        assert await queue.cancel(task_id) is True
+
+        async def ended() -> bool:
+            return (await queue.get_task_state(task_id)).status is S.CANCELLED
+
+        await wait_until(ended)
+    state = await queue.get_task_state(task_id)
+    assert (state.status, state.result, state.dequeue_count) == (S.CANCELLED, None, 1)
+    assert (await queue.get_queue_stats()).tasks == 0
 
 
 async def test_a_task_whose_worker_is_gone_is_ended_by_the_sweep_not_handed_out(

@@ -432,6 +432,11 @@ class Worker:
                 value = await self._call(payload, ctx)
             finally:
                 beating.stop()
+                if task_id.lease in self._aborted:
+                    # However the handler ended (it may catch the
+                    # cancellation, or Python 3.11 may lose it in a redis-py
+                    # write), a task cancelled while it ran ends cancelled.
+                    raise asyncio.CancelledError
         except asyncio.CancelledError:
             if task_id.lease in self._lost:
                 self._lost.discard(task_id.lease)
