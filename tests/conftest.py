@@ -10,6 +10,10 @@ header of the run says which.
 Set ``TORRELQUE_TEST_CLUSTER=1`` to run the tests' clients and queues on a
 Redis Cluster of the session's own (3 masters, 3 replicas; see
 tests/cluster.py) instead: ``client`` is then a ``RedisCluster``.
+
+Set ``TORRELQUE_TEST_DECODE=bytes`` (or ``text``) to run the tests made
+with both kinds of client with one only: for passes whose subject is the
+server, not the client.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from torrelque.server import RedisServer, RedisServerMissing, find_server, serve
 
 EXTERNAL_URL = os.environ.get('TORRELQUE_TEST_REDIS_URL')
 ON_CLUSTER = os.environ.get('TORRELQUE_TEST_CLUSTER') == '1'
+DECODE_MODES = {'bytes': [False], 'text': [True]}.get(os.environ.get('TORRELQUE_TEST_DECODE', ''), [False, True])
 
 
 def pytest_report_header() -> str:
@@ -112,7 +117,7 @@ async def make_client(
         await client.aclose()
 
 
-@pytest.fixture(params=[False, True], ids=['bytes', 'text'])
+@pytest.fixture(params=DECODE_MODES, ids=lambda decode: 'text' if decode else 'bytes')
 def decode_responses(request: pytest.FixtureRequest) -> bool:
     """Both ways a client can be made: replies as bytes, or decoded."""
     return bool(request.param)

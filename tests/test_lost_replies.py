@@ -137,6 +137,7 @@ async def test_a_dequeue_cancelled_in_its_script_call_gives_its_task_back(
     assert (again, again.dequeue_count) == (task_id, 1)
 
 
+@pytest.mark.parametrize('decode_responses', [False], ids=['bytes'])  # 8 s; the client's kind plays no part
 async def test_aclose_stops_a_give_back_that_cannot_finish(
     client: redis.asyncio.Redis, proxy: Proxy, through: Callable[..., Torrelque], make_queue: Callable[..., Torrelque]
 ) -> None:
