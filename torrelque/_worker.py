@@ -513,7 +513,8 @@ class Worker:
         """Releases the task and, unless the worker is stopping, takes the
         next one for the slot in the same call (one round trip per task
         while tasks are ready). Releases without a result that slots make in
-        the same turn of the event loop join into one call."""
+        the same turn of the event loop join into one call (with one slot,
+        nothing to wait for: it goes at once)."""
         assert self._stopping is not None
         if self._stopping.is_set():
             release = self.queue.release(task_id, result=value, result_ttl=self._result_ttl)
@@ -521,7 +522,7 @@ class Worker:
             return None
         loop = asyncio.get_running_loop()
         mine: asyncio.Future[tuple[TorrelqueTaskId, Any] | None] = loop.create_future()
-        if value is None:
+        if value is None and self.concurrency > 1:
             if not self._joining:
                 loop.call_soon(self._send_joined)
             self._joining.append((task_id, mine))
