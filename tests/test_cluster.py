@@ -283,6 +283,18 @@ async def until_it_works(call: Any, timeout: float = 30) -> Any:
             await asyncio.sleep(0.1)
 
 
+def follow(watcher: Torrelque, task_id: str) -> tuple[list[TorrelqueTaskStatus], asyncio.Task[None]]:
+    """The statuses a watch of the task sees (a list that grows as they
+    come), and the task that watches."""
+    states: list[TorrelqueTaskStatus] = []
+
+    async def run() -> None:
+        async for state in watcher.watch(task_id, timeout=60):
+            states.append(state.status)
+
+    return states, asyncio.create_task(run())
+
+
 @NEEDS_EVENTS
 @pytest.mark.parametrize('wait_for_replica', [False, True], ids=['async', 'WAIT'])
 async def test_a_master_killed_under_load_fails_over_and_the_queue_goes_on(
@@ -295,13 +307,7 @@ async def test_a_master_killed_under_load_fails_over_and_the_queue_goes_on(
             master = cluster.owner('{failover}')
             replica = cluster.replica_of(master)
             watched = await queue.enqueue('watched')
-            states: list[TorrelqueTaskStatus] = []
-
-            async def follow() -> None:
-                async for state in watcher.watch(watched, timeout=60):
-                    states.append(state.status)
-
-            following = asyncio.create_task(follow())
+            states, following = follow(watcher, watched)
             producer = Producer(queue, wait_for_replica)
             producing = asyncio.create_task(producer.run())
             await asyncio.sleep(1.0)
@@ -355,13 +361,7 @@ async def test_a_slot_migrated_while_tasks_flow_loses_nothing(own_cluster: Clust
             target = next(node for node in cluster.masters() if node is not source)
             slot = cluster.call(source, 'CLUSTER', 'KEYSLOT', '{moving}')
             first = await queue.enqueue('first')
-            states: list[TorrelqueTaskStatus] = []
-
-            async def follow() -> None:
-                async for state in watcher.watch(first, timeout=60):
-                    states.append(state.status)
-
-            following = asyncio.create_task(follow())
+            states, following = follow(watcher, first)
             await asyncio.sleep(0.2)
             producer = Producer(queue)
             producing = asyncio.create_task(producer.run())
