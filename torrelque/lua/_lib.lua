@@ -217,6 +217,26 @@ local function publish(events_channel, state_key, id, event, time_text, status, 
   end
 end
 
+-- Takes working task `id` out of `working` and `tasks` for good, as
+-- REJECTED at `now`, keeping its payload in its state (`payload`) for an
+-- operator, and `result` unless it is ''; returns the result to publish.
+-- What a burial and a quarantine share. Its first write is the ZREM, which
+-- a full server allows, so that none after it is refused.
+local function reject_keeping_payload(working_key, tasks_key, state_key, id, now, result)
+  local payload = redis.call('HGET', tasks_key, id)
+  redis.call('ZREM', working_key, id)
+  redis.call('HDEL', tasks_key, id)
+  redis.call('HSET', state_key, 'status', STATUS_REJECTED, 'released', now)
+  if payload then
+    redis.call('HSET', state_key, 'payload', payload)
+  end
+  if result == '' then
+    return nil
+  end
+  redis.call('HSET', state_key, 'result', result)
+  return result
+end
+
 -- Ends task `id`, out of `pending`, `delayed` and `working` already, as
 -- CANCELLED: its payload goes, its state is kept for `ttl_ms`, its caller's
 -- id is held for `unique_ms` (if any), and the event is published.

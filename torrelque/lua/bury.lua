@@ -46,19 +46,9 @@ elseif where ~= 'current' then
 end
 
 local now = us_text(clock_us(offset_us))
-local payload = redis.call('HGET', tasks_key, id)
-redis.call('ZREM', working_key, id)
-redis.call('HDEL', tasks_key, id)
+result = reject_keeping_payload(working_key, tasks_key, state_key, id, now, result)
 redis.call('ZADD', dead_key, now, id)
-redis.call('HSET', state_key, 'status', STATUS_REJECTED, 'released', now, 'lease', call, 'error', error_json)
-if payload then
-  redis.call('HSET', state_key, 'payload', payload)
-end
-if result ~= '' then
-  redis.call('HSET', state_key, 'result', result)
-else
-  result = nil
-end
+redis.call('HSET', state_key, 'lease', call, 'error', error_json)
 if lease ~= '' then
   redis.call('DEL', KEYS[7] .. ':' .. lease)
 end

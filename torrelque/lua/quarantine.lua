@@ -37,18 +37,7 @@ elseif where ~= 'current' then
 end
 
 local now = us_text(clock_us(offset_us))
-local payload = redis.call('HGET', tasks_key, id)
-redis.call('ZREM', working_key, id)
-redis.call('HDEL', tasks_key, id)
-redis.call('HSET', state_key, 'status', STATUS_REJECTED, 'released', now)
-if payload then
-  redis.call('HSET', state_key, 'payload', payload)
-end
-if result ~= '' then
-  redis.call('HSET', state_key, 'result', result)
-else
-  result = nil
-end
+result = reject_keeping_payload(working_key, tasks_key, state_key, id, now, result)
 redis.call('HINCRBY', stats_key, 'undecodable', 1)
 publish(events_channel, state_key, id, 'quarantined', now, nil, result)
 return reply(OK)

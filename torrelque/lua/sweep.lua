@@ -75,19 +75,14 @@ end
 return_due(returned, working_key, 'swept_stale', 'stale', true)
 for _, task in ipairs(spent) do
   local id, state_key = task[1], task_prefix .. ':' .. task[1]
-  local payload = redis.call('HGET', tasks_key, id)
-  redis.call('ZREM', working_key, id)
-  redis.call('HDEL', tasks_key, id)
+  reject_keeping_payload(working_key, tasks_key, state_key, id, now, '')
   redis.call('ZADD', dead_key, now, id)
   local error = cjson.encode({
     type = 'Stale', attempts = task[2],
     message = 'every attempt went stale: its consumer died or hung each time, ' .. task[2] .. ' time(s)',
   })
-  redis.call('HSET', state_key, 'status', STATUS_REJECTED, 'released', now, 'error', error)
+  redis.call('HSET', state_key, 'error', error)
   redis.call('HDEL', state_key, 'lease')
-  if payload then
-    redis.call('HSET', state_key, 'payload', payload)
-  end
   publish(events_channel, state_key, id, 'dead', now)
 end
 if #spent > 0 then
