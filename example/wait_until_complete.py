@@ -194,12 +194,13 @@ class QueueMonitor:
         self.reachable: dict[str, Any] = {'reachable': True}
         self._inboxes: set[Inbox] = set()
         self._changed = asyncio.Event()
+        self._closed = False
 
     async def run(self) -> None:
         await asyncio.gather(self._follow(), self._refresh())
 
     async def _follow(self) -> None:
-        while True:
+        while not self._closed:
             watch = self.queue.watch_queue()
             try:
                 async for event in watch:
@@ -221,7 +222,9 @@ class QueueMonitor:
 
     async def _refresh(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        # Ends on close() as well as on cancellation: Python 3.11 can lose a
+        # cancellation that comes as redis-py writes a command.
+        while not self._closed:
             self._changed.clear()
             try:
                 stats = await self.queue.get_queue_stats()
@@ -272,7 +275,10 @@ class QueueMonitor:
         self._inboxes.discard(inbox)
 
     def close(self) -> None:
-        """Ends every inbox: what is still in it is dropped, and ``None`` put in."""
+        """Ends every inbox: what is still in it is dropped, and ``None`` put
+        in; and the monitor's loops."""
+        self._closed = True
+        self._changed.set()
         for inbox in self._inboxes:
             while not inbox.empty():
                 inbox.get_nowait()

@@ -47,9 +47,10 @@ async def test_sweep_of_200000_stale_tasks_keeps_every_call_short(
     batches = STALE // queue.sweep_batch_size
     assert batches <= scripts['calls'] <= batches + 2
     summary = f'{scripts["usec_per_call"]} µs per call; over 10 ms: {slow} µs'
-    # Each call is short. A shared virtual machine stalls now and then (the
+    # Each call is short: a few ms, under the slow log's 10 ms on average
+    # even on a busy host. A shared virtual machine stalls now and then (the
     # hypervisor runs something else), which lengthens whatever command runs
     # then: a rare call over 10 ms is that, not the call's own work.
-    assert scripts['usec_per_call'] < 5_000, summary
+    assert scripts['usec_per_call'] < 10_000, summary
     assert len(slow) <= scripts['calls'] // 100, summary
     assert not slow or slow[-1] < 100_000, summary
